@@ -1,0 +1,22 @@
+"""leukonet: white-blood-cell image classifiers by transfer learning on Keras 3.
+
+The public API. Names are imported on first use, so ``import leukonet`` stays fast and
+the manifest tools never pay for importing Keras or TensorFlow.
+"""
+import importlib
+
+__version__ = "0.1.0"
+
+_API = {
+    "LeukonetError": "leukonet.errors",
+    "Manifest": "leukonet.data.manifest",
+    "make_demo_data": "leukonet.data.demo",
+}
+
+__all__ = sorted(_API) + ["__version__"]
+
+
+def __getattr__(name):
+    if name in _API:
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'leukonet' has no attribute {name!r}")

@@ -1,0 +1,55 @@
+"""Atomic file writes: every artifact leukonet writes goes through here.
+
+A file is written to a temporary name in the same directory, flushed to disk and then
+renamed into place, so a crash or a full disk never leaves a half-written model, CSV
+or JSON behind: the reader sees the old file or the new one.
+"""
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
+
+    For writers that insist on a file name (``model.save``, ``fig.savefig``,
+    ``DataFrame.to_csv``). The temporary keeps the suffix so format sniffing works.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent
+    )
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_bytes(path, data: bytes):
+    with atomic_path(path) as tmp:
+        Path(tmp).write_bytes(data)
+
+
+def write_text(path, text: str):
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path, obj, indent=2):
+    write_text(path, json.dumps(obj, indent=indent, sort_keys=False, default=str) + "\n")
+
+
+def write_csv(path, frame, **kwargs):
+    """Write a pandas DataFrame as CSV atomically (``index=False`` unless given)."""
+    kwargs.setdefault("index", False)
+    with atomic_path(path) as tmp:
+        frame.to_csv(tmp, **kwargs)
