@@ -1,0 +1,42 @@
+"""The ``leukonet`` command line: one module per subcommand, each a thin layer over the API.
+
+Every module exposes ``add_parser(subparsers)``, which registers its subcommand and sets
+``func`` to a function taking the parsed arguments and returning an exit status.
+"""
+import argparse
+import importlib
+import sys
+
+from leukonet import __version__
+from leukonet.errors import LeukonetError
+
+# Imported lazily so `leukonet manifest ...` never pays for importing TensorFlow.
+_SUBCOMMANDS = ["manifest", "demo_data"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="leukonet",
+        description="Train and evaluate white-blood-cell image classifiers (Keras 3).",
+    )
+    parser.add_argument("--version", action="version", version=f"leukonet {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in _SUBCOMMANDS:
+        importlib.import_module(f"leukonet.cli.{name}").add_parser(sub)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except LeukonetError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -1,0 +1,75 @@
+"""Integration on the public blood-cells set (skipped when ../shared is absent)."""
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from leukonet.data.audit import audit
+from leukonet.data.manifest import Manifest
+
+pytestmark = [pytest.mark.shared_data, pytest.mark.slow]
+SHIPPED = Path(__file__).resolve().parents[2] / "data_manifests" / "blood-cells"
+
+
+@pytest.fixture(scope="module")
+def built(request):
+    root = request.getfixturevalue("blood_cells")
+    start = time.perf_counter()
+    m = Manifest.from_folder(root, splits=["TRAIN", "TEST"]).dedup().group()
+    return m, time.perf_counter() - start
+
+
+@pytest.fixture(scope="module")
+def blood_cells():
+    from tests.conftest import BLOOD_CELLS
+
+    if not BLOOD_CELLS.is_dir():
+        pytest.skip("../shared/datasets/blood-cells is not here (a user's clone has none)")
+    return BLOOD_CELLS
+
+
+def test_group_counts_purity_and_no_cross_split_family(built):
+    m, seconds = built
+    frame = m.frame
+    assert len(frame) == 12444 and len(m.rejects) == 0
+    train, test = frame[frame["split"] == "TRAIN"], frame[frame["split"] == "TEST"]
+    assert 300 <= train["group"].nunique() <= 450
+    assert 80 <= test["group"].nunique() <= 120
+    assert not set(train["group"]) & set(test["group"])
+    purity = (train.groupby("group")["label"].nunique() == 1).mean()
+    assert purity >= 0.99
+    assert seconds < 180
+
+
+def test_same_names_across_splits_are_kept(built):
+    m, _ = built
+    names = m.frame.assign(name=m.frame["path"].str.rsplit("/", n=1).str[-1])
+    shared = set(names[names["split"] == "TRAIN"]["name"]) & set(names[names["split"] == "TEST"]["name"])
+    assert len(shared) == 8
+
+
+def test_train_vs_test_audit_finds_no_cross_link(built):
+    m, _ = built
+    train = m._take(m.frame.index[m.frame["split"] == "TRAIN"])
+    test = m._take(m.frame.index[m.frame["split"] == "TEST"])
+    report = audit(train, test, names=["TRAIN", "TEST"])
+    assert report.across == dict(exact=0, near=0, shared_families=0)
+    assert report.within["TRAIN"]["multi_families"] > 300
+    assert report.verdict.startswith("OK")
+
+
+def test_identical_files_in_test_simple_are_deduplicated(blood_cells):
+    m = Manifest.from_folder(blood_cells, splits=["TEST_SIMPLE"]).dedup()
+    assert len(m) == 69
+    dropped = set(m.rejects["path"].str.rsplit("/", n=1).str[-1])
+    assert dropped == {"_4_8814.jpeg", "_6_7701.jpeg"}
+
+
+def test_shipped_manifests_match_the_data(blood_cells):
+    parts = {n: Manifest.read_csv(SHIPPED / f"{n}.csv") for n in ("train", "val", "test")}
+    groups = {n: set(p.frame["group"]) for n, p in parts.items()}
+    assert not groups["train"] & groups["val"] and not groups["train"] & groups["test"]
+    assert sum(len(p) for p in parts.values()) == 12444
+    sample = parts["val"]._take(range(0, len(parts["val"]), 10))
+    assert len(sample.check(blood_cells)) == 0

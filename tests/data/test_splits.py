@@ -1,0 +1,92 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from leukonet.data.manifest import Manifest
+from leukonet.errors import LeukonetError
+
+
+def _synthetic(n_groups=60, per_group=4, classes=("A", "B", "C"), seed=0, split=None):
+    """A manifest frame without images: families of ``per_group`` rows."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for g in range(n_groups):
+        label = classes[g % len(classes)]
+        size = int(rng.integers(1, per_group * 2))
+        for k in range(size):
+            rows.append(dict(path=f"{label}/{g}_{k}.png", label=label, sha1=f"{g:04d}{k:04d}",
+                             width=8, height=8, group=g, split=split(g) if split else None))
+    frame = pd.DataFrame(rows)
+    if split is None:
+        frame = frame.drop(columns="split")
+    return Manifest(frame)
+
+
+def _groups(m):
+    return set(m.frame["group"])
+
+
+def test_split_keeps_families_whole_and_stratifies():
+    m = _synthetic(n_groups=120)
+    parts = m.split(val=0.2, seed=0)
+    assert set(parts) == {"train", "val"}
+    assert not _groups(parts["train"]) & _groups(parts["val"])
+    assert len(parts["train"]) + len(parts["val"]) == len(m)
+    share = len(parts["val"]) / len(m)
+    assert 0.12 < share < 0.28
+    for label in m.classes:  # every class present in validation, about its share
+        n = (parts["val"].frame["label"] == label).sum()
+        assert 0.1 < n / (m.frame["label"] == label).sum() < 0.32
+    assert (parts["val"].frame["split"] == "val").all()
+
+
+def test_split_is_deterministic_for_a_seed():
+    m = _synthetic(n_groups=90)
+    a = m.split(val=0.2, seed=3)["val"].frame["path"].tolist()
+    b = m.split(val=0.2, seed=3)["val"].frame["path"].tolist()
+    c = m.split(val=0.2, seed=4)["val"].frame["path"].tolist()
+    assert a == b and a != c
+
+
+def test_split_with_test_fraction():
+    m = _synthetic(n_groups=150)
+    parts = m.split(val=0.2, test=0.1, seed=0)
+    assert set(parts) == {"train", "val", "test"}
+    gs = [_groups(p) for p in parts.values()]
+    assert not (gs[0] & gs[1]) and not (gs[0] & gs[2]) and not (gs[1] & gs[2])
+    assert 0.05 < len(parts["test"]) / len(m) < 0.16
+    assert 0.13 < len(parts["val"]) / len(m) < 0.28
+
+
+def test_test_folder_is_kept_as_the_test_set():
+    m = _synthetic(n_groups=100, split=lambda g: "TEST" if g >= 80 else "TRAIN")
+    parts = m.split(val=0.2, seed=0)
+    assert set(parts["test"].frame["path"]) == set(m.frame[m.frame["split"] == "TEST"]["path"])
+    assert not _groups(parts["train"]) & _groups(parts["val"])
+    assert any("the TEST folder" in n for n in parts["train"].notes)
+
+
+def test_split_needs_groups_and_enough_families():
+    frame = pd.DataFrame(dict(path=["a", "b"], label=["A", "B"], sha1=["1", "2"]))
+    with pytest.raises(LeukonetError, match="no family column"):
+        Manifest(frame).split()
+    with pytest.raises(LeukonetError, match="only 3 families"):
+        _synthetic(n_groups=3).split(val=0.2)
+    with pytest.raises(LeukonetError, match="expected a fraction"):
+        _synthetic().split(val=0.9)
+
+
+def test_subsample_is_nested_stratified_and_whole_families():
+    m = _synthetic(n_groups=300, classes=("A", "B", "C", "D"))
+    subsets = {f: m.subsample(f, seed=0) for f in (0.5, 0.1, 0.01)}
+    p50, p10, p1 = (set(subsets[f].frame["path"]) for f in (0.5, 0.1, 0.01))
+    assert p1 <= p10 <= p50
+    for f, sub in subsets.items():
+        counts = sub.frame["label"].value_counts()
+        assert set(counts.index) == set(m.classes)  # at least one image per class
+        for g in _groups(sub):  # whole families
+            assert (sub.frame["group"] == g).sum() == (m.frame["group"] == g).sum()
+    share = len(subsets[0.1]) / len(m)
+    assert 0.08 < share < 0.16
+    assert m.subsample(0.1, seed=1).frame["path"].tolist() != subsets[0.1].frame["path"].tolist()
+    assert len(m.subsample(1.0)) == len(m)
