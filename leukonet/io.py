@@ -24,6 +24,10 @@ def atomic_path(path):
         prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}", dir=path.parent
     )
     os.close(fd)
+    # mkstemp creates 0600; give the file the permissions a plain open() would.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
     try:
         yield Path(tmp)
         with open(tmp, "rb+") as f:
