@@ -1,0 +1,61 @@
+"""Benchmark: manifest build + dedup + grouping on the blood-cells set.
+
+Prints a table (stage, seconds, images/s) and the peak resident memory, and writes
+benchmarks/results/manifest_build.json. Not a test: nothing here asserts a time.
+
+    python benchmarks/manifest_build.py [--root ../shared/datasets/blood-cells/images]
+"""
+import argparse
+import json
+import os
+import platform
+import resource
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_ROOT = HERE.parent.parent / "shared" / "datasets" / "blood-cells" / "images"
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", default=str(DEFAULT_ROOT))
+    parser.add_argument("--splits", default="TRAIN,TEST")
+    parser.add_argument("--workers", type=int)
+    args = parser.parse_args()
+    if not Path(args.root).is_dir():
+        sys.exit(f"{args.root}: not found; pass --root to the blood-cells images folder")
+
+    from leukonet.data.manifest import Manifest
+
+    rows = []
+    t0 = time.perf_counter()
+    m = Manifest.from_folder(args.root, splits=args.splits.split(","), workers=args.workers)
+    t1 = time.perf_counter()
+    d = m.dedup()
+    t2 = time.perf_counter()
+    g = d.group()
+    t3 = time.perf_counter()
+    n = len(m)
+    for stage, seconds in (("scan + read + hash + describe", t1 - t0), ("dedup", t2 - t1),
+                           ("group (radius graph)", t3 - t2), ("total", t3 - t0)):
+        rows.append(dict(stage=stage, seconds=round(seconds, 2), images_per_s=round(n / seconds, 1)))
+    peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    print(f"{n} images, {g.frame['group'].nunique()} families, {os.cpu_count()} CPUs, "
+          f"{platform.processor() or platform.machine()}")
+    print(f"{'stage':32} {'seconds':>8} {'images/s':>10}")
+    for r in rows:
+        print(f"{r['stage']:32} {r['seconds']:8.2f} {r['images_per_s']:10.1f}")
+    print(f"peak RSS: {peak_mb:.0f} MiB")
+    out = HERE / "results" / "manifest_build.json"
+    from leukonet import io
+
+    io.write_json(out, dict(images=n, families=int(g.frame["group"].nunique()),
+                            cpus=os.cpu_count(), stages=rows, peak_rss_mib=round(peak_mb),
+                            root=str(args.root), date=time.strftime("%Y-%m-%d")))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
