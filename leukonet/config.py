@@ -1,0 +1,107 @@
+"""Run configuration: one flat dataclass, the same for the CLI and the Python API.
+
+``config.json`` in a run directory is ``FitConfig.to_dict()``; ``FitConfig.from_dict``
+rejects unknown keys, so a typo in a hand-edited config is an error, not a silent
+default.
+"""
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from leukonet.errors import LeukonetError
+
+
+@dataclass
+class FitConfig:
+    # data
+    manifest: str | None = None  # CSV; its `split` column may hold train/val(/test)
+    data_root: str | None = None  # folder the manifest paths are relative to
+    val_manifest: str | None = None
+    val_fraction: float = 0.2  # group-aware split made on the fly when no val given
+    image_size: object = "default"  # "default" (backbone's), "native" or [height, width]
+    batch_size: int = 32
+    workers: int = 2
+    cache_dir: str | None = None
+    skip_bad_images: bool = False
+    # augmentation (training batches only); 0 switches one off
+    rotate: float = 180.0  # degrees, +-; cells have no "up"
+    flip: bool = True
+    zoom: float = 0.1
+    shift: float = 0.05
+    brightness: float = 0.1
+    contrast: float = 0.1
+    hue: float = 0.02
+    saturation: float = 0.1
+    # model
+    backbone: str = "inception_resnet_v2"
+    head: str = "conv"
+    head_filters: int = 128
+    head_units: int | None = None
+    dropout: float = 0.3
+    weights: str = "imagenet"  # imagenet | none | FILE.h5 | RUN_DIR | MODEL.keras
+    multitask: dict | None = None  # {"name": ..., "map": {label: aux label}, "loss_weight": 0.5}
+    # training
+    epochs: int = 30
+    lr: float = 1e-4
+    lr_patience: int = 3
+    lr_factor: float = 0.2
+    stop_patience: int = 8
+    freeze_epochs: int = 0  # >0: head only for that many epochs, then fine-tune
+    unfreeze: float = 1.0  # fine-tuning: fraction (<=1) or number (>1) of top backbone layers
+    fine_tune_lr: float | None = None  # default lr / 10
+    freeze_backbone: bool = False
+    class_weight: str | None = None  # None | "balanced"
+    label_smoothing: float = 0.0
+    mixed_precision: bool = False
+    jit: bool = False
+    seed: int = 0
+    strategy: str = "default"  # default | mirrored | multiworker | tpu
+    # run directory
+    run_dir: str | None = None  # default runs/<name>
+    name: str | None = None
+    overwrite: bool = False
+    extra: dict = field(default_factory=dict)  # free-form notes kept with the run
+
+    def to_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data, source="config"):
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise LeukonetError(f"{source}: unknown key(s) {', '.join(unknown)}; valid keys: "
+                                f"{', '.join(sorted(names))}")
+        return cls(**data)
+
+    @classmethod
+    def read(cls, path):
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise LeukonetError(f"{path}: config not found") from None
+        except ValueError as e:
+            raise LeukonetError(f"{path}: not valid JSON ({e})") from None
+        return cls.from_dict(data, source=str(path))
+
+    def replace(self, **changes):
+        return dataclasses.replace(self, **changes)
+
+
+def parse_size(text):
+    """``"240x320"`` → ``[240, 320]``; ``"default"``/``"native"`` pass through."""
+    if isinstance(text, (list, tuple)):
+        return [int(text[0]), int(text[1])]
+    text = str(text).strip().lower()
+    if text in ("default", "native"):
+        return text
+    try:
+        h, w = (int(v) for v in text.split("x"))
+    except ValueError:
+        raise LeukonetError(f"--image-size {text!r}: expected HxW (e.g. 240x320), "
+                            "'default' or 'native'") from None
+    if h <= 0 or w <= 0:
+        raise LeukonetError(f"--image-size {text!r}: sides must be positive")
+    return [h, w]

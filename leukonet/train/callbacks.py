@@ -1,0 +1,54 @@
+"""Callbacks Keras does not ship: atomic best/last checkpoints and a log line per epoch.
+
+Keras' ModelCheckpoint writes straight onto the target file, so a kill mid-write can
+leave a broken model.keras; these write to a temporary file and rename it.
+"""
+import json
+import logging
+import math
+
+import keras
+
+from leukonet import io
+
+log = logging.getLogger("leukonet")
+
+
+class AtomicCheckpoint(keras.callbacks.Callback):
+    """``last.keras`` after every epoch, ``model.keras`` when ``monitor`` improves.
+
+    The best value so far lives in ``state_path`` so a resumed run keeps comparing
+    against it.
+    """
+
+    def __init__(self, best_path, last_path, state_path, monitor="val_loss"):
+        super().__init__()
+        self.best_path, self.last_path, self.state_path = best_path, last_path, state_path
+        self.monitor = monitor
+
+    def _state(self):
+        return json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = logs or {}
+        value = logs.get(self.monitor)
+        with io.atomic_path(self.last_path) as tmp:
+            self.model.save(tmp)
+        state = self._state()
+        best = state.get("best_value")
+        if value is not None and math.isfinite(value) and (best is None or value < best):
+            with io.atomic_path(self.best_path) as tmp:
+                self.model.save(tmp)
+            state.update(best_value=float(value), best_epoch=epoch + 1)
+            log.info("epoch %d: %s improved to %.4f, saved %s", epoch + 1, self.monitor, value,
+                     self.best_path.name)
+        state["last_epoch"] = epoch + 1
+        io.write_json(self.state_path, state)
+
+
+class EpochLog(keras.callbacks.Callback):
+    """One line per epoch into the run's log (the console gets Keras' own line)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        items = ", ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
+        log.info("epoch %d: %s", epoch + 1, items)

@@ -1,0 +1,357 @@
+"""fit(config) -> Run: data, model, callbacks, two-stage fine-tuning, resume.
+
+The CLI's ``leukonet fit`` and the Python ``leukonet.fit(...)`` both end here.
+"""
+import importlib.util
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from leukonet import io
+from leukonet.config import FitConfig, parse_size
+from leukonet.errors import LeukonetError
+from leukonet.train.run import Run, RunDir, default_run_dir
+
+log = logging.getLogger("leukonet")
+
+
+def fit(config: FitConfig | None = None, resume=None, verbose=2, **overrides) -> Run:
+    """Train a classifier; returns the Run. ``resume``: a run directory to continue."""
+    if resume is not None:
+        run_dir = RunDir(resume)
+        if not run_dir.config.is_file():
+            raise LeukonetError(f"{resume}: nothing to resume (no config.json)")
+        config = FitConfig.read(run_dir.config)
+    else:
+        config = (config or FitConfig()).replace(**overrides) if overrides else (config or FitConfig())
+        run_dir = RunDir(config.run_dir or default_run_dir(config))
+    data = _resolve_data(config)
+    image_size = _resolve_size(config, data)
+    if resume is None:
+        config = config.replace(image_size=list(image_size), run_dir=str(run_dir.path))
+    run_dir.prepare(overwrite=config.overwrite, resume=resume is not None)
+    handler = _log_to(run_dir.log)
+    try:
+        if resume is None:
+            io.write_json(run_dir.config, config.to_dict())
+            io.write_csv(run_dir.train_manifest, data["train"].frame)
+            io.write_csv(run_dir.val_manifest, data["val"].frame)
+        log.info("%s run %s: %d training / %d validation images, %d classes, %s at %dx%d",
+                 "resuming" if resume else "starting", run_dir.path, len(data["train"]),
+                 len(data["val"]), len(data["classes"]), config.backbone, *image_size)
+        _train(config, run_dir, data, image_size, verbose)
+    finally:
+        logging.getLogger("leukonet").removeHandler(handler)
+        handler.close()
+        run_dir.unlock()
+    return Run(run_dir.path)
+
+
+def _log_to(path):
+    logger = logging.getLogger("leukonet")
+    logger.setLevel(logging.INFO)
+    if not any(isinstance(h, logging.StreamHandler) and getattr(h, "_leukonet", False)
+               for h in logger.handlers):
+        console = logging.StreamHandler(sys.stdout)
+        console.setFormatter(logging.Formatter("%(message)s"))
+        console._leukonet = True
+        logger.addHandler(console)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    return handler
+
+
+# ---- data ---------------------------------------------------------------------------
+def _resolve_data(config):
+    from leukonet.data.manifest import Manifest
+
+    if not config.manifest:
+        raise LeukonetError("no --manifest given; build one with `leukonet manifest build`, or "
+                            "try `leukonet fit --demo`")
+    root = _data_root(config)
+    m = Manifest.read_csv(config.manifest, root=root)
+    split = m.frame["split"].astype(str).str.lower() if m.has_splits else None
+    if config.val_manifest:
+        val = Manifest.read_csv(config.val_manifest, root=root)
+        train = m._take(np.flatnonzero(~split.isin(["val", "test"]))) if split is not None else m
+    elif split is not None and split.eq("val").any():
+        train = m._take(np.flatnonzero(split.eq("train")))
+        val = m._take(np.flatnonzero(split.eq("val")))
+    else:
+        if not m.has_groups:
+            raise LeukonetError(f"{config.manifest}: no `group` column to split by; pass "
+                                "--val-manifest or build the manifest with `leukonet manifest build`")
+        parts = m.split(val=config.val_fraction, seed=config.seed)
+        train, val = parts["train"], parts["val"]
+        log.info("validation: a group-aware %.0f%% split of %s (seed %d)", 100 * config.val_fraction,
+                 config.manifest, config.seed)
+    classes = m.classes
+    if val.classes != classes and set(val.frame["label"]) - set(classes):
+        extra = sorted(set(val.frame["label"]) - set(classes))
+        raise LeukonetError(f"validation manifest has classes the training manifest lacks "
+                            f"({', '.join(extra)}); use manifests with the same classes")
+    val = _reindex(val, classes)
+    missing = sorted(set(classes) - set(train.frame["label"]))
+    if missing:
+        raise LeukonetError(f"no training images for class(es) {', '.join(missing)}; add images or "
+                            "drop the class from the manifest")
+    if config.batch_size > len(train):
+        raise LeukonetError(f"--batch-size {config.batch_size} is larger than the {len(train)} "
+                            "training images; lower it")
+    _warn_overlap(train, val)
+    return dict(train=train, val=val, classes=classes, root=root)
+
+
+def _reindex(part, classes):
+    from leukonet.data.manifest import Manifest
+
+    return Manifest(part.frame.copy(), root=part.root, classes=classes)
+
+
+def _data_root(config):
+    if config.data_root:
+        root = Path(config.data_root)
+        if not root.is_dir():
+            raise LeukonetError(f"--data-root {root}: no such folder")
+        return root
+    raise LeukonetError("no --data-root given: the folder the manifest paths are relative to")
+
+
+def _warn_overlap(train, val):
+    t, v = train.frame, val.frame
+    shared_hash = len(set(t["sha1"]) & set(v["sha1"])) if "sha1" in t and "sha1" in v else 0
+    shared_group = 0
+    if train.has_groups and val.has_groups:
+        shared_group = len(set(t["group"]) & set(v["group"]))
+    if shared_hash or shared_group:
+        log.warning("warning: training and validation share %d image hashes and %d families: "
+                    "validation accuracy will be optimistic; split with `leukonet manifest split`",
+                    shared_hash, shared_group)
+
+
+def _resolve_size(config, data):
+    from leukonet.models.registry import get_backbone
+
+    spec = get_backbone(config.backbone)
+    size = parse_size(config.image_size)
+    if size == "default":
+        return tuple(spec.default_size)
+    if size == "native":
+        frame = pd.concat([data["train"].frame, data["val"].frame])
+        sizes = frame.groupby(["height", "width"]).size()
+        if len(sizes) != 1:
+            common = sizes.idxmax()
+            raise LeukonetError(f"--image-size native: the images have {len(sizes)} sizes (most "
+                                f"common {common[0]}x{common[1]}); pass --image-size HxW")
+        return tuple(int(v) for v in sizes.index[0])
+    return tuple(size)
+
+
+# ---- training -----------------------------------------------------------------------
+def _aux(config, classes, frame):
+    if not config.multitask:
+        return None, None
+    mapping = config.multitask.get("map", {})
+    name = config.multitask.get("name", "aux")
+    missing = [c for c in classes if c not in mapping]
+    if missing:
+        raise LeukonetError(f"multitask map has no entry for class(es) {', '.join(missing)}")
+    aux_classes = sorted(set(mapping[c] for c in classes))
+    index = {a: i for i, a in enumerate(aux_classes)}
+    aux_index = frame["label"].map(lambda c: index[mapping[c]]).to_numpy()
+    return aux_classes, (name, aux_index, len(aux_classes))
+
+
+def _loaders(config, data, image_size):
+    from leukonet.data.augment import policy_from_config
+    from leukonet.data.loader import ManifestLoader
+
+    aux_classes, train_aux = _aux(config, data["classes"], data["train"].frame)
+    _, val_aux = _aux(config, data["classes"], data["val"].frame)
+    common = dict(root=data["root"], image_size=image_size, batch_size=config.batch_size,
+                  num_classes=len(data["classes"]), cache_dir=config.cache_dir,
+                  skip_bad_images=config.skip_bad_images, workers=config.workers)
+    train = ManifestLoader(data["train"].frame, shuffle=True, seed=config.seed,
+                           policy=policy_from_config(config), aux=train_aux, **common)
+    val = ManifestLoader(data["val"].frame, aux=val_aux, **common)
+    return train, val, aux_classes
+
+
+def _compile(model, config, lr, aux_classes):
+    import keras
+
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+    if aux_classes:
+        name = config.multitask["name"]
+        losses = {"cell_type": loss, name: keras.losses.CategoricalCrossentropy()}
+        weights = {"cell_type": 1.0, name: float(config.multitask.get("loss_weight", 0.5))}
+        metrics = {"cell_type": ["accuracy"], name: ["accuracy"]}
+    else:
+        losses, weights, metrics = loss, None, ["accuracy"]
+    model.compile(optimizer=keras.optimizers.Adam(lr), loss=losses, loss_weights=weights,
+                  metrics=metrics, jit_compile=bool(config.jit))
+
+
+def set_backbone_trainable(model, fraction_or_count=1.0):
+    """Unfreeze the top layers of the backbone; BatchNorm layers stay frozen (inference
+    mode), which keeps their ImageNet statistics while the rest fine-tunes."""
+    import keras
+
+    from leukonet.models.build import BACKBONE_LAYER
+
+    backbone = model.get_layer(BACKBONE_LAYER)
+    backbone.trainable = True
+    with_weights = [l for l in backbone.layers if l.weights]
+    n = len(with_weights)
+    k = round(fraction_or_count * n) if fraction_or_count <= 1 else int(fraction_or_count)
+    for i, layer in enumerate(with_weights):
+        layer.trainable = i >= n - k and not isinstance(layer, keras.layers.BatchNormalization)
+
+
+def _callbacks(config, run_dir, stage, monitor):
+    import keras
+
+    from leukonet.train.callbacks import AtomicCheckpoint, EpochLog
+
+    callbacks = [
+        keras.callbacks.BackupAndRestore(str(run_dir.backup / f"stage{stage}")),
+        AtomicCheckpoint(run_dir.model, run_dir.last, run_dir.state, monitor=monitor),
+        keras.callbacks.CSVLogger(str(run_dir.history), append=True),
+        keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=config.lr_factor,
+                                          patience=config.lr_patience, verbose=0),
+        keras.callbacks.EarlyStopping(monitor=monitor, patience=config.stop_patience),
+        keras.callbacks.TerminateOnNaN(),
+        EpochLog(),
+    ]
+    # TensorBoard logs need the tensorboard package (not a TensorFlow dependency any more).
+    if importlib.util.find_spec("tensorboard") is not None and keras.backend.backend() == "tensorflow":
+        callbacks.append(keras.callbacks.TensorBoard(str(run_dir.path / "logs"), write_graph=False,
+                                                     profile_batch=0))
+    return callbacks
+
+
+def _train(config, run_dir, data, image_size, verbose):
+    import keras
+
+    from leukonet.models.build import BACKBONE_LAYER, build_model
+    from leukonet.train.distribute import strategy_scope
+
+    keras.utils.set_random_seed(config.seed)
+    if config.mixed_precision:
+        keras.mixed_precision.set_global_policy("mixed_float16")
+    train, val, aux_classes = _loaders(config, data, image_size)
+    class_weight = _class_weight(config, data, aux_classes)
+    with strategy_scope(config.strategy):
+        model = build_model(config, len(data["classes"]), image_size, aux_classes=aux_classes)
+    io.write_text(run_dir.summary, _summary(model, config, data, image_size))
+    state = run_dir.read_state()
+    two_stage = config.freeze_epochs > 0 and not config.freeze_backbone
+    stages = []
+    if config.freeze_backbone:
+        stages.append(dict(stage=1, epochs=config.epochs, frozen=True, lr=config.lr))
+    elif two_stage:
+        stages.append(dict(stage=1, epochs=min(config.freeze_epochs, config.epochs), frozen=True,
+                           lr=config.lr))
+        stages.append(dict(stage=2, epochs=config.epochs, frozen=False,
+                           lr=config.fine_tune_lr or config.lr / 10))
+    else:
+        stages.append(dict(stage=1, epochs=config.epochs, frozen=False, lr=config.lr))
+    monitor = "val_loss"
+    start = time.perf_counter()
+    nan = False
+    initial_epoch = 0
+    for s in stages:
+        if s["stage"] in state.get("done_stages", []):
+            initial_epoch = s["epochs"]
+            if run_dir.last.is_file():
+                _copy_weights(run_dir.last, model)
+            continue
+        with strategy_scope(config.strategy):
+            if s["frozen"]:
+                model.get_layer(BACKBONE_LAYER).trainable = False
+            elif two_stage:
+                set_backbone_trainable(model, config.unfreeze)
+            else:
+                model.get_layer(BACKBONE_LAYER).trainable = True
+            _compile(model, config, s["lr"], aux_classes)
+        if two_stage:
+            log.info("stage %d: %s, lr %g, epochs %d-%d", s["stage"],
+                     "backbone frozen" if s["frozen"] else f"fine-tuning (unfreeze {config.unfreeze})",
+                     s["lr"], initial_epoch + 1, s["epochs"])
+        history = model.fit(train, validation_data=val, epochs=s["epochs"], initial_epoch=initial_epoch,
+                            callbacks=_callbacks(config, run_dir, s["stage"], monitor),
+                            class_weight=class_weight, verbose=verbose)
+        losses = history.history.get("loss", [])
+        if any(not math.isfinite(v) for v in losses):
+            nan = True
+            break
+        state = run_dir.read_state()
+        state.setdefault("done_stages", []).append(s["stage"])
+        io.write_json(run_dir.state, state)
+        initial_epoch = s["epochs"]
+    seconds = time.perf_counter() - start
+    if train.bad:
+        log.warning("skipped %d unreadable image(s) (--skip-bad-images):", len(train.bad))
+        for path, reason in sorted(train.bad.items()):
+            log.warning("  %s: %s", path, reason)
+    state = run_dir.read_state()
+    if nan:
+        where = (f"the best checkpoint (epoch {state['best_epoch']}) is kept in {run_dir.model}"
+                 if run_dir.model.is_file() else "no checkpoint was saved")
+        raise LeukonetError(f"loss became NaN; training stopped and {where}; lower --lr")
+    _final_metrics(run_dir, val, state, seconds, data)
+
+
+def _copy_weights(path, model):
+    from leukonet.train.run import load_model
+
+    model.set_weights(load_model(path).get_weights())
+
+
+def _class_weight(config, data, aux_classes):
+    if not config.class_weight:
+        return None
+    if config.class_weight != "balanced":
+        raise LeukonetError(f"--class-weight {config.class_weight!r}: only 'balanced' is supported")
+    if aux_classes:
+        raise LeukonetError("--class-weight is not supported with a multi-task model (Keras "
+                            "applies class weights to single-output models only)")
+    from sklearn.utils.class_weight import compute_class_weight
+
+    y = data["train"].frame["label_index"].to_numpy()
+    present = np.unique(y)
+    weights = compute_class_weight("balanced", classes=present, y=y)
+    return {int(c): float(w) for c, w in zip(present, weights)}
+
+
+def _summary(model, config, data, image_size):
+    lines = []
+    model.summary(print_fn=lambda s, **_: lines.append(s), expand_nested=False)
+    trainable = sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+    lines.append(f"backbone {config.backbone}, head {config.head}, input {image_size[0]}x{image_size[1]}")
+    lines.append(f"parameters: {model.count_params():,} ({trainable:,} trainable at start)")
+    lines.append(f"classes: {', '.join(data['classes'])}")
+    return "\n".join(lines) + "\n"
+
+
+def _final_metrics(run_dir, val, state, seconds, data):
+    from leukonet.train.run import load_model
+
+    best = load_model(run_dir.model)
+    results = best.evaluate(val, verbose=0, return_dict=True)
+    metrics = {("val_" + k if not k.startswith("val_") else k): float(v) for k, v in results.items()}
+    if "val_cell_type_accuracy" in metrics:
+        metrics["val_accuracy"] = metrics["val_cell_type_accuracy"]
+    metrics.update(best_epoch=state.get("best_epoch"), epochs_run=state.get("last_epoch"),
+                   train_images=len(data["train"]), val_images=len(data["val"]),
+                   train_seconds=round(seconds, 1))
+    io.write_json(run_dir.metrics, metrics)
+    log.info("best model (epoch %s): validation accuracy %.4f, loss %.4f -> %s",
+             state.get("best_epoch"), metrics.get("val_accuracy", float("nan")),
+             metrics.get("val_loss", float("nan")), run_dir.model)

@@ -1,0 +1,128 @@
+"""Run directory: layout, creation rules, a lock, and the Run handle the API returns.
+
+``runs/<name>/`` holds config.json, the manifests used, history.csv, model.keras (best),
+last.keras, summary.txt, metrics.json, train.log and backup/ (for --resume). Every file
+goes through ``leukonet.io``'s atomic writes.
+"""
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from leukonet.errors import LeukonetError
+
+FILES = dict(config="config.json", model="model.keras", last="last.keras", history="history.csv",
+             summary="summary.txt", metrics="metrics.json", log="train.log", state="state.json",
+             train_manifest="train_manifest.csv", val_manifest="val_manifest.csv")
+
+
+def default_run_dir(config, root="runs"):
+    name = config.name or f"{config.backbone}-{config.head}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return Path(root) / name
+
+
+class RunDir:
+    def __init__(self, path):
+        self.path = Path(path)
+
+    def __getattr__(self, key):
+        if key in FILES:
+            return self.path / FILES[key]
+        raise AttributeError(key)
+
+    @property
+    def backup(self):
+        return self.path / "backup"
+
+    def prepare(self, overwrite=False, resume=False):
+        """Create the folder; refuse a non-empty one unless overwriting or resuming."""
+        if self.path.exists() and any(self.path.iterdir()) and not resume:
+            if not overwrite:
+                raise LeukonetError(f"{self.path}: run directory is not empty; pass --overwrite to "
+                                    f"replace it, --resume {self.path} to continue it, or another --name")
+            shutil.rmtree(self.path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._lock()
+
+    def _lock(self):
+        lock = self.path / ".lock"
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            pid = lock.read_text().strip()
+            if pid.isdigit() and _alive(int(pid)):
+                raise LeukonetError(f"{self.path}: in use by process {pid}; wait for it or stop it") from None
+            lock.unlink(missing_ok=True)  # left by a killed run
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+
+    def unlock(self):
+        (self.path / ".lock").unlink(missing_ok=True)
+
+    def read_state(self):
+        return json.loads(self.state.read_text()) if self.state.is_file() else {}
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return pid != os.getpid()
+
+
+class Run:
+    """A finished (or interrupted) run: ``config``, ``history``, ``metrics``, ``model``."""
+
+    def __init__(self, path):
+        self.dir = RunDir(path)
+        if not self.dir.config.is_file():
+            raise LeukonetError(f"{path}: not a leukonet run directory (no config.json)")
+        from leukonet.config import FitConfig
+
+        self.config = FitConfig.read(self.dir.config)
+        self._model = None
+
+    @property
+    def path(self):
+        return self.dir.path
+
+    @property
+    def history(self) -> pd.DataFrame:
+        return pd.read_csv(self.dir.history) if self.dir.history.is_file() else pd.DataFrame()
+
+    @property
+    def metrics(self) -> dict:
+        return json.loads(self.dir.metrics.read_text()) if self.dir.metrics.is_file() else {}
+
+    @property
+    def model(self):
+        if self._model is None:
+            self._model = load_model(self.dir.model)
+        return self._model
+
+    def __repr__(self):
+        acc = self.metrics.get("val_accuracy")
+        return f"<Run {self.path} val_accuracy={acc if acc is None else round(acc, 4)}>"
+
+
+def load_model(path):
+    """A leukonet .keras model, loaded in safe mode (registers leukonet's layers first)."""
+    import keras
+
+    import leukonet.models.preprocessing  # noqa: F401 - registers Preprocess
+
+    path = Path(path)
+    if not path.is_file():
+        raise LeukonetError(f"{path}: no model here (did the run finish an epoch?)")
+    return keras.saving.load_model(path, safe_mode=True)
+
+
+def load_run(path) -> Run:
+    return Run(path)
