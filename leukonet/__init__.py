@@ -11,6 +11,12 @@ _API = {
     "LeukonetError": "leukonet.errors",
     "Manifest": "leukonet.data.manifest",
     "make_demo_data": "leukonet.data.demo",
+    "FitConfig": "leukonet.config",
+    "fit": "leukonet.train.fit",
+    "load_run": "leukonet.train.run",
+    "load_model": "leukonet.train.run",
+    "Run": "leukonet.train.run",
+    "list_backbones": "leukonet.models.registry",
 }
 
 __all__ = sorted(_API) + ["__version__"]

@@ -14,15 +14,8 @@ _FILL = dict(fill_mode="constant", fill_value=0.0)
 def build_policy(rotate=180.0, flip=True, zoom=0.1, shift=0.05, brightness=0.1, contrast=0.1,
                  hue=0.02, saturation=0.1):
     """The list of Keras layers for the switched-on augmentations (empty: none)."""
+    # Colour first, geometry second: the fill stays black, as in the real copies.
     policy = []
-    if rotate:
-        policy.append(layers.RandomRotation(rotate / 360.0, **_FILL))
-    if flip:
-        policy.append(layers.RandomFlip("horizontal_and_vertical"))
-    if zoom:
-        policy.append(layers.RandomZoom((-zoom, zoom), **_FILL))
-    if shift:
-        policy.append(layers.RandomTranslation((-shift, shift), (-shift, shift), **_FILL))
     if brightness:
         policy.append(layers.RandomBrightness(brightness, value_range=(0, 255)))
     if contrast:
@@ -34,6 +27,14 @@ def build_policy(rotate=180.0, flip=True, zoom=0.1, shift=0.05, brightness=0.1, 
         # scales saturation by v / (1 - v). Map +-saturation onto that scale.
         lo, hi = (1 - saturation) / (2 - saturation), (1 + saturation) / (2 + saturation)
         policy.append(layers.RandomSaturation((lo, hi), value_range=(0, 255)))
+    if rotate:
+        policy.append(layers.RandomRotation(rotate / 360.0, **_FILL))
+    if flip:
+        policy.append(layers.RandomFlip("horizontal_and_vertical"))
+    if zoom:
+        policy.append(layers.RandomZoom((-zoom, zoom), **_FILL))
+    if shift:
+        policy.append(layers.RandomTranslation((-shift, shift), (-shift, shift), **_FILL))
     return policy
 
 
