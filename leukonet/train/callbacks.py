@@ -52,3 +52,15 @@ class EpochLog(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         items = ", ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
         log.info("epoch %d: %s", epoch + 1, items)
+
+
+class NanGuard(keras.callbacks.TerminateOnNaN):
+    """TerminateOnNaN that remembers it fired, so fit can say so after training."""
+
+    fired = False
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            self.fired = True
+        super().on_batch_end(batch, logs)

@@ -4,7 +4,6 @@ The CLI's ``leukonet fit`` and the Python ``leukonet.fit(...)`` both end here.
 """
 import importlib.util
 import logging
-import math
 import sys
 import time
 from pathlib import Path
@@ -226,7 +225,6 @@ def _callbacks(config, run_dir, stage, monitor):
         keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=config.lr_factor,
                                           patience=config.lr_patience, verbose=0),
         keras.callbacks.EarlyStopping(monitor=monitor, patience=config.stop_patience),
-        keras.callbacks.TerminateOnNaN(),
         EpochLog(),
     ]
     # TensorBoard logs need the tensorboard package (not a TensorFlow dependency any more).
@@ -240,6 +238,7 @@ def _train(config, run_dir, data, image_size, verbose):
     import keras
 
     from leukonet.models.build import BACKBONE_LAYER, build_model
+    from leukonet.train.callbacks import NanGuard
     from leukonet.train.distribute import strategy_scope
 
     keras.utils.set_random_seed(config.seed)
@@ -284,11 +283,11 @@ def _train(config, run_dir, data, image_size, verbose):
             log.info("stage %d: %s, lr %g, epochs %d-%d", s["stage"],
                      "backbone frozen" if s["frozen"] else f"fine-tuning (unfreeze {config.unfreeze})",
                      s["lr"], initial_epoch + 1, s["epochs"])
-        history = model.fit(train, validation_data=val, epochs=s["epochs"], initial_epoch=initial_epoch,
-                            callbacks=_callbacks(config, run_dir, s["stage"], monitor),
-                            class_weight=class_weight, verbose=verbose)
-        losses = history.history.get("loss", [])
-        if any(not math.isfinite(v) for v in losses):
+        guard = NanGuard()
+        model.fit(train, validation_data=val, epochs=s["epochs"], initial_epoch=initial_epoch,
+                  callbacks=_callbacks(config, run_dir, s["stage"], monitor) + [guard],
+                  class_weight=class_weight, verbose=verbose)
+        if guard.fired:
             nan = True
             break
         state = run_dir.read_state()

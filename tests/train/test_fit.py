@@ -1,0 +1,173 @@
+import json
+
+import keras
+import numpy as np
+import pandas as pd
+import pytest
+
+import leukonet
+from leukonet.cli import main
+from leukonet.config import FitConfig
+from leukonet.data.demo import make_demo_data
+from leukonet.data.manifest import Manifest
+from leukonet.errors import LeukonetError
+from leukonet.train import fit as fit_module
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    base = tmp_path_factory.mktemp("demo")
+    root = make_demo_data(base / "data", sources_per_class=(12, 3), copies_per_source=4,
+                          image_size=(30, 40))
+    m = Manifest.from_folder(root).dedup().group()
+    for name, part in m.split(val=0.25, seed=0).items():
+        part.to_csv(base / f"{name}.csv", overwrite=True, rejects=False)
+    return base, root
+
+
+def _config(demo, tmp_path, **kw):
+    base, root = demo
+    args = dict(manifest=str(base / "train.csv"), val_manifest=str(base / "val.csv"),
+                data_root=str(root), image_size=[30, 40], batch_size=16, backbone="simple_cnn",
+                head="gap", weights="none", epochs=2, lr=3e-3, run_dir=str(tmp_path / "run"),
+                workers=1)
+    args.update(kw)
+    return FitConfig(**args)
+
+
+def test_two_epochs_beat_chance_and_write_the_run(demo, tmp_path):
+    run = leukonet.fit(_config(demo, tmp_path, epochs=3))
+    assert run.metrics["val_accuracy"] > 0.4  # 4 classes: chance is 0.25
+    d = run.path
+    for name in ("config.json", "model.keras", "last.keras", "history.csv", "summary.txt",
+                 "metrics.json", "train.log", "train_manifest.csv", "val_manifest.csv"):
+        assert (d / name).is_file(), name
+    assert len(run.history) == 3
+    config = json.loads((d / "config.json").read_text())
+    assert config["image_size"] == [30, 40] and config["backbone"] == "simple_cnn"
+    again = leukonet.load_run(d)
+    x = np.zeros((1, 30, 40, 3), "float32")
+    np.testing.assert_allclose(again.model.predict(x, verbose=0), run.model.predict(x, verbose=0))
+    assert "parameters:" in (d / "summary.txt").read_text()
+
+
+def test_non_empty_run_dir_needs_overwrite(demo, tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "notes.txt").write_text("mine")
+    with pytest.raises(LeukonetError, match="run directory is not empty; pass --overwrite"):
+        leukonet.fit(_config(demo, tmp_path, epochs=1))
+    assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
+
+
+class _Interrupt(keras.callbacks.Callback):
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+
+def test_resume_continues_from_the_saved_epoch(demo, tmp_path, monkeypatch):
+    original = fit_module._callbacks
+    monkeypatch.setattr(fit_module, "_callbacks", lambda *a: original(*a) + [_Interrupt()])
+    with pytest.raises(KeyboardInterrupt):
+        leukonet.fit(_config(demo, tmp_path, epochs=4))
+    monkeypatch.setattr(fit_module, "_callbacks", original)
+    d = tmp_path / "run"
+    assert json.loads((d / "state.json").read_text())["last_epoch"] == 2
+    assert not (d / "metrics.json").exists()
+    run = leukonet.fit(resume=d)
+    history = pd.read_csv(d / "history.csv")
+    assert history["epoch"].tolist() == [0, 1, 2, 3]  # epochs 3-4 ran after the resume, once
+    assert run.metrics["epochs_run"] == 4
+    assert "resuming run" in (d / "train.log").read_text()
+
+
+def test_two_stage_fine_tuning_and_class_weights(demo, tmp_path):
+    run = leukonet.fit(_config(demo, tmp_path, epochs=2, freeze_epochs=1, unfreeze=0.5,
+                               class_weight="balanced"))
+    log = (run.path / "train.log").read_text()
+    assert "stage 1: backbone frozen" in log and "stage 2: fine-tuning" in log
+    assert len(run.history) == 2
+
+
+def test_class_weights_change_the_loss(demo, tmp_path):
+    base, _ = demo
+    frame = pd.read_csv(base / "train.csv")
+    keep = frame[(frame["label_index"] != 0) | (frame.index % 4 == 0)]  # class 0 rare
+    keep.to_csv(tmp_path / "imbalanced.csv", index=False)
+    common = dict(manifest=str(tmp_path / "imbalanced.csv"), epochs=1)
+    plain = leukonet.fit(_config(demo, tmp_path, run_dir=str(tmp_path / "a"), **common))
+    weighted = leukonet.fit(_config(demo, tmp_path, run_dir=str(tmp_path / "b"),
+                                    class_weight="balanced", **common))
+    a, b = plain.history["loss"].iloc[0], weighted.history["loss"].iloc[0]
+    assert abs(a - b) > 1e-3
+    weights = fit_module._class_weight(FitConfig(class_weight="balanced"),
+                                       dict(train=Manifest.read_csv(tmp_path / "imbalanced.csv")), None)
+    assert weights[0] > 1.5 > weights[1]
+
+
+def test_input_errors(demo, tmp_path):
+    base, root = demo
+    with pytest.raises(LeukonetError, match="--batch-size 100000 is larger"):
+        leukonet.fit(_config(demo, tmp_path, batch_size=100000))
+    frame = pd.read_csv(base / "val.csv")
+    frame.loc[0, "label"] = "synthetic_basophil"
+    frame.to_csv(tmp_path / "odd_val.csv", index=False)
+    with pytest.raises(LeukonetError, match="classes the training manifest lacks"):
+        leukonet.fit(_config(demo, tmp_path, val_manifest=str(tmp_path / "odd_val.csv")))
+    train = pd.read_csv(base / "train.csv")
+    train[train["label_index"] != 1].to_csv(tmp_path / "three.csv", index=False)
+    (tmp_path / "classes.json").write_text((base / "classes.json").read_text())
+    with pytest.raises(LeukonetError, match="no training images for class"):
+        leukonet.fit(_config(demo, tmp_path, manifest=str(tmp_path / "three.csv")))
+    with pytest.raises(LeukonetError, match="unknown key"):
+        FitConfig.from_dict({"epochs": 1, "epoch": 2})
+
+
+def test_nan_loss_stops_and_keeps_the_best(demo, tmp_path, monkeypatch):
+    class _Poison(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if self.params and getattr(self, "_epoch", 0) == 1:
+                logs["loss"] = float("nan")
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._epoch = epoch
+
+    original = fit_module._callbacks
+    # The poison runs before the NaN guard (appended last) sees the batch logs.
+    monkeypatch.setattr(fit_module, "_callbacks", lambda *a: [_Poison()] + original(*a))
+    with pytest.raises(LeukonetError, match=r"loss became NaN.*best checkpoint \(epoch \d\) is kept"):
+        leukonet.fit(_config(demo, tmp_path, epochs=3))
+    assert (tmp_path / "run" / "model.keras").is_file()
+
+
+def test_cli_fit_and_resume_flags(demo, tmp_path, capsys):
+    base, root = demo
+    args = ["fit", "--manifest", str(base / "train.csv"), "--val-manifest", str(base / "val.csv"),
+            "--data-root", str(root), "--image-size", "30x40", "--backbone", "simple_cnn",
+            "--head", "gap", "--weights", "none", "--epochs", "1", "--batch-size", "16",
+            "--run-dir", str(tmp_path / "cli")]
+    assert main(args) == 0
+    assert "validation accuracy" in capsys.readouterr().out
+    assert main(["fit", "--resume", str(tmp_path / "cli"), "--epochs", "3"]) == 2
+    assert "--resume takes no other flags" in capsys.readouterr().err
+    assert main(args) == 2  # the run dir is not empty
+    assert main(["fit", "--backbone", "nope", "--manifest", str(base / "train.csv"),
+                 "--data-root", str(root)]) == 2
+    assert "unknown backbone 'nope'" in capsys.readouterr().err
+
+
+def test_fit_demo_main_job(tmp_path, monkeypatch, capsys):
+    """`leukonet fit --demo` (shortened to 2 epochs here; the README runs the full one)."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["fit", "--demo", "--epochs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "SYNTHETIC demo data" in out and "validation accuracy" in out
+    runs = list((tmp_path / "runs").iterdir())
+    assert len(runs) == 1 and runs[0].name.startswith("demo-")
+    assert (tmp_path / "leukonet-demo" / "data" / "README.txt").is_file()
+    # --config reruns a run's config into a new run directory
+    assert main(["fit", "--config", str(runs[0] / "config.json"), "--name", "again",
+                 "--epochs", "1"]) == 0
+    assert (tmp_path / "runs" / "again" / "model.keras").is_file()
