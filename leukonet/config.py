@@ -51,6 +51,8 @@ class FitConfig:
     unfreeze: float = 1.0  # fine-tuning: fraction (<=1) or number (>1) of top backbone layers
     fine_tune_lr: float | None = None  # default lr / 10
     freeze_backbone: bool = False
+    cache_features: bool = False  # with freeze_backbone: backbone features computed once
+    feature_views: int = 1  # augmented views cached per training image (view 0: clean)
     class_weight: str | None = None  # None | "balanced"
     label_smoothing: float = 0.0
     mixed_precision: bool = False

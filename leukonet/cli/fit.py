@@ -58,6 +58,10 @@ def add_parser(sub):
                    "of top backbone layers")
     t.add_argument("--fine-tune-lr", type=float)
     t.add_argument("--freeze-backbone", action="store_true", default=None)
+    t.add_argument("--cache-features", action="store_true", default=None,
+                   help="with --freeze-backbone: compute backbone features once, train the head "
+                   "from the cache (fast on CPUs)")
+    t.add_argument("--feature-views", type=int, help="augmented views cached per image (default 1)")
     t.add_argument("--class-weight", choices=["balanced"])
     t.add_argument("--label-smoothing", type=float)
     t.add_argument("--mixed-precision", action="store_true", default=None)

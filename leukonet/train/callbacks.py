@@ -21,10 +21,11 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     against it.
     """
 
-    def __init__(self, best_path, last_path, state_path, monitor="val_loss"):
+    def __init__(self, best_path, last_path, state_path, monitor="val_loss", export=None):
         super().__init__()
         self.best_path, self.last_path, self.state_path = best_path, last_path, state_path
         self.monitor = monitor
+        self.export = export  # model -> the model to save (the head-only path saves the full one)
 
     def _state(self):
         return json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
@@ -32,13 +33,14 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         logs = logs or {}
         value = logs.get(self.monitor)
+        model = self.export(self.model) if self.export else self.model
         with io.atomic_path(self.last_path) as tmp:
-            self.model.save(tmp)
+            model.save(tmp)
         state = self._state()
         best = state.get("best_value")
         if value is not None and math.isfinite(value) and (best is None or value < best):
             with io.atomic_path(self.best_path) as tmp:
-                self.model.save(tmp)
+                model.save(tmp)
             state.update(best_value=float(value), best_epoch=epoch + 1)
             log.info("epoch %d: %s improved to %.4f, saved %s", epoch + 1, self.monitor, value,
                      self.best_path.name)

@@ -43,6 +43,7 @@ def fit(config: FitConfig | None = None, resume=None, verbose=2, **overrides) ->
         log.info("%s run %s: %d training / %d validation images, %d classes, %s at %dx%d",
                  "resuming" if resume else "starting", run_dir.path, len(data["train"]),
                  len(data["val"]), len(data["classes"]), config.backbone, *image_size)
+        _warn_overlap(data["train"], data["val"])
         _train(config, run_dir, data, image_size, verbose)
     finally:
         logging.getLogger("leukonet").removeHandler(handler)
@@ -103,7 +104,6 @@ def _resolve_data(config):
     if config.batch_size > len(train):
         raise LeukonetError(f"--batch-size {config.batch_size} is larger than the {len(train)} "
                             "training images; lower it")
-    _warn_overlap(train, val)
     return dict(train=train, val=val, classes=classes, root=root)
 
 
@@ -213,14 +213,14 @@ def set_backbone_trainable(model, fraction_or_count=1.0):
         layer.trainable = i >= n - k and not isinstance(layer, keras.layers.BatchNormalization)
 
 
-def _callbacks(config, run_dir, stage, monitor):
+def _callbacks(config, run_dir, stage, monitor, export=None):
     import keras
 
     from leukonet.train.callbacks import AtomicCheckpoint, EpochLog
 
     callbacks = [
         keras.callbacks.BackupAndRestore(str(run_dir.backup / f"stage{stage}")),
-        AtomicCheckpoint(run_dir.model, run_dir.last, run_dir.state, monitor=monitor),
+        AtomicCheckpoint(run_dir.model, run_dir.last, run_dir.state, monitor=monitor, export=export),
         keras.callbacks.CSVLogger(str(run_dir.history), append=True),
         keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=config.lr_factor,
                                           patience=config.lr_patience, verbose=0),
@@ -249,6 +249,9 @@ def _train(config, run_dir, data, image_size, verbose):
     with strategy_scope(config.strategy):
         model = build_model(config, len(data["classes"]), image_size, aux_classes=aux_classes)
     io.write_text(run_dir.summary, _summary(model, config, data, image_size))
+    if config.cache_features:
+        return _train_cached(config, run_dir, data, model, train, val, aux_classes, class_weight,
+                             verbose)
     state = run_dir.read_state()
     two_stage = config.freeze_epochs > 0 and not config.freeze_backbone
     stages = []
@@ -305,6 +308,48 @@ def _train(config, run_dir, data, image_size, verbose):
                  if run_dir.model.is_file() else "no checkpoint was saved")
         raise LeukonetError(f"loss became NaN; training stopped and {where}; lower --lr")
     _final_metrics(run_dir, val, state, seconds, data)
+
+
+def _train_cached(config, run_dir, data, model, train, val, aux_classes, class_weight, verbose):
+    """Head-only training on cached backbone features (see train/features.py)."""
+    from leukonet.data.loader import ManifestLoader
+    from leukonet.train import features as F
+    from leukonet.train.callbacks import NanGuard
+
+    if not config.freeze_backbone:
+        raise LeukonetError("--cache-features needs --freeze-backbone: features of a backbone "
+                            "that trains change every step")
+    if config.head == "bilstm":
+        raise LeukonetError("--cache-features cannot train the bilstm head: it reads the image "
+                            "itself; use conv, gap or dense")
+    start = time.perf_counter()
+    extractor = F.feature_extractor(model)
+    clean = ManifestLoader(data["train"].frame, data["root"], train.image_size, config.batch_size,
+                           num_classes=train.num_classes, seed=config.seed, workers=config.workers,
+                           cache_dir=config.cache_dir)
+    folder = run_dir.path / "features"
+    train_paths = F.cache_features(extractor, clean, folder, "train", config.feature_views,
+                                   train.policy)
+    val_paths = F.cache_features(extractor, val, folder, "val")
+    log.info("cached backbone features for %d views of %d training and %d validation images "
+             "in %.1f s", config.feature_views, len(train.paths), len(val.paths),
+             time.perf_counter() - start)
+    head = F.head_model(config, tuple(extractor.output.shape[1:]), len(data["classes"]), aux_classes)
+    _compile(head, config, config.lr, aux_classes)
+    _compile(model, config, config.lr, aux_classes)  # saved compiled, like the normal path
+    train_f = F.FeatureLoader(train_paths, train._targets, len(train.paths), config.batch_size,
+                              shuffle=True, seed=config.seed)
+    val_f = F.FeatureLoader(val_paths, val._targets, len(val.paths), config.batch_size)
+    guard = NanGuard()
+    head.fit(train_f, validation_data=val_f, epochs=config.epochs, verbose=verbose,
+             callbacks=_callbacks(config, run_dir, 1, "val_loss",
+                                  export=lambda h: F.copy_head(h, model)) + [guard],
+             class_weight=class_weight)
+    state = run_dir.read_state()
+    if guard.fired:
+        raise LeukonetError(f"loss became NaN; training stopped (best checkpoint: epoch "
+                            f"{state.get('best_epoch')}); lower --lr")
+    _final_metrics(run_dir, val, state, time.perf_counter() - start, data)
 
 
 def _copy_weights(path, model):

@@ -171,3 +171,24 @@ def test_fit_demo_main_job(tmp_path, monkeypatch, capsys):
     assert main(["fit", "--config", str(runs[0] / "config.json"), "--name", "again",
                  "--epochs", "1"]) == 0
     assert (tmp_path / "runs" / "again" / "model.keras").is_file()
+
+
+def test_cached_features_train_the_head_and_save_a_full_model(demo, tmp_path):
+    run = leukonet.fit(_config(demo, tmp_path, epochs=3, freeze_backbone=True, cache_features=True,
+                               feature_views=2, head="conv", lr=1e-2))
+    features = sorted(p.name for p in (run.path / "features").glob("*.npy"))
+    assert features == ["train_v0.npy", "train_v1.npy", "val_v0.npy"]
+    model = run.model  # the full model: raw images in
+    assert model.input_shape == (None, 30, 40, 3)
+    # the saved full model, fed raw images, scores what the head scored on cached features
+    best = run.history.iloc[run.metrics["best_epoch"] - 1]
+    assert abs(run.metrics["val_accuracy"] - best["val_accuracy"]) < 0.05
+    with pytest.raises(LeukonetError, match="--cache-features needs --freeze-backbone"):
+        leukonet.fit(_config(demo, tmp_path, run_dir=str(tmp_path / "x"), cache_features=True))
+
+
+def test_overlapping_train_and_val_warn(demo, tmp_path, caplog):
+    base, _ = demo
+    run = leukonet.fit(_config(demo, tmp_path, epochs=1, val_manifest=str(base / "train.csv")))
+    assert "share" in (run.path / "train.log").read_text()
+    assert "validation accuracy will be optimistic" in (run.path / "train.log").read_text()
