@@ -192,3 +192,20 @@ def test_overlapping_train_and_val_warn(demo, tmp_path, caplog):
     run = leukonet.fit(_config(demo, tmp_path, epochs=1, val_manifest=str(base / "train.csv")))
     assert "share" in (run.path / "train.log").read_text()
     assert "validation accuracy will be optimistic" in (run.path / "train.log").read_text()
+
+
+def test_corrupt_image_mid_epoch(demo, tmp_path):
+    base, root = demo
+    frame = pd.read_csv(base / "train.csv")
+    copy = tmp_path / "data"
+    import shutil
+
+    shutil.copytree(root, copy)
+    victim = copy / frame["path"].iloc[5]
+    victim.write_bytes(victim.read_bytes()[:60])
+    with pytest.raises(LeukonetError, match=f"{frame['path'].iloc[5]}.*--skip-bad-images"):
+        leukonet.fit(_config(demo, tmp_path, epochs=1, data_root=str(copy), workers=2))
+    run = leukonet.fit(_config(demo, tmp_path, epochs=1, data_root=str(copy), workers=2,
+                               skip_bad_images=True, overwrite=True))
+    log = (run.path / "train.log").read_text()
+    assert "skipped 1 unreadable image(s)" in log and frame["path"].iloc[5] in log
