@@ -2,11 +2,14 @@
 
 Every reader in leukonet (manifest builder, loader, predict) goes through ``decode_rgb``
 so a file is either an ``(H, W, 3)`` uint8 array or an ``ImageError`` with a reason a
-user can act on — never a bare Pillow traceback.
+user can act on, never a bare Pillow traceback. Nothing here touches Pillow's global
+state (``MAX_IMAGE_PIXELS``, ``LOAD_TRUNCATED_IMAGES``) or the warnings filters, so it is
+safe to call from the manifest builder's and loader's worker threads.
 """
 import hashlib
 import io
-import warnings
+import struct
+from pathlib import PurePath
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -15,13 +18,19 @@ from leukonet.errors import ImageError
 
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".gif", ".webp"})
 DEFAULT_MAX_PIXELS = 40_000_000  # 40 MP: far above any microscope crop, far below a bomb
-_RESAMPLE = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
-             "box": Image.BOX, "lanczos": Image.LANCZOS}
+_RESAMPLE = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR,
+             "bicubic": Image.Resampling.BICUBIC, "box": Image.Resampling.BOX,
+             "lanczos": Image.Resampling.LANCZOS}
+_EXIF_ORIENTATION = 0x0112
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+# What Pillow raises on damaged data: truncated streams give OSError, broken headers and
+# tag tables give SyntaxError/ValueError/struct.error/IndexError/KeyError depending on plugin.
+_CORRUPT = (OSError, SyntaxError, ValueError, EOFError, IndexError, KeyError, struct.error)
 
 
 def is_image_name(name) -> bool:
-    name = str(name).lower()
-    return any(name.endswith(s) for s in IMAGE_SUFFIXES)
+    """Whether a file name has one of ``IMAGE_SUFFIXES`` (any case)."""
+    return PurePath(str(name)).suffix.lower() in IMAGE_SUFFIXES
 
 
 def sha1_bytes(data: bytes) -> str:
@@ -29,6 +38,7 @@ def sha1_bytes(data: bytes) -> str:
 
 
 def file_sha1(path) -> str:
+    """Hex SHA-1 of a file, read in 1 MiB chunks."""
     h = hashlib.sha1()
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
@@ -40,48 +50,54 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     """Any Pillow mode → RGB; alpha is composited over black (the rotation fill colour)."""
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
-    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-        # 16-bit data: keep the top 8 bits (Pillow's convert("L") would clip instead).
+    if img.mode in _SIXTEEN_BIT:
+        # Keep the top 8 bits: Pillow's convert("L") clips 16-bit values at 255 instead.
         a = np.clip(np.asarray(img, dtype=np.int64), 0, 65535) >> 8
         img = Image.fromarray(a.astype(np.uint8), "L")
     elif img.mode == "F":
-        img = Image.fromarray(np.clip(np.asarray(img), 0, 255).astype(np.uint8), "L")
+        a = np.clip(np.nan_to_num(np.asarray(img, dtype=np.float32)), 0, 255)
+        img = Image.fromarray(a.astype(np.uint8), "L")
     if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = img.convert("RGBA")
-        black = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
-        img = Image.alpha_composite(black, rgba)
-    return img.convert("RGB") if img.mode != "RGB" else img
+        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
+    return img if img.mode == "RGB" else img.convert("RGB")  # CMYK, L, 1, P, YCbCr, ...
 
 
-def decode_rgb(data: bytes, name="<bytes>", max_pixels=DEFAULT_MAX_PIXELS, draft=None) -> np.ndarray:
-    """Decode image bytes to an ``(H, W, 3)`` uint8 array, EXIF orientation applied.
+def decode_rgb(data: bytes, name: str = "<bytes>", max_pixels=DEFAULT_MAX_PIXELS,
+               draft=None) -> np.ndarray:
+    """Decode image bytes to a read-only ``(H, W, 3)`` uint8 array, EXIF orientation applied.
 
-    ``draft=(h, w)`` lets Pillow decode a JPEG at a reduced scale no smaller than that.
+    Multi-frame files (GIF, TIFF) give their first frame. ``draft=(h, w)`` lets Pillow
+    decode a JPEG at a reduced scale no smaller than that (in display orientation).
+    Raises ``ImageError(name, reason)``.
     """
     if not data:
         raise ImageError(name, "empty file (0 bytes)")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(io.BytesIO(data))
-            width, height = img.size
-            if width * height > max_pixels:
-                raise ImageError(name, f"image too large ({width} x {height} = {width * height} "
-                                       f"pixels > limit {max_pixels}); raise --max-pixels if it "
-                                       "is genuine")
-            if draft is not None and img.format == "JPEG":
-                img.draft("RGB", (draft[1], draft[0]))
-            img.load()  # decodes now, so truncated data raises here
-            img = ImageOps.exif_transpose(img)
-            return np.asarray(_to_rgb(img), dtype=np.uint8)
+        img = Image.open(io.BytesIO(data))  # reads the header only
+        width, height = img.size
+        if width * height > max_pixels:  # refuse before decoding a single pixel
+            raise ImageError(name, f"image too large ({width} x {height} = {width * height} "
+                                   f"pixels > limit {max_pixels}); raise --max-pixels if it is "
+                                   "genuine")
+        if draft is not None and img.format == "JPEG":
+            h, w = draft
+            if img.getexif().get(_EXIF_ORIENTATION) in (5, 6, 7, 8):
+                h, w = w, h  # stored sideways: the draft size is in stored orientation
+            img.draft("RGB", (w, h))
+        img.load()  # decode now, inside the try, so truncated data raises here
+        return np.asarray(_to_rgb(ImageOps.exif_transpose(img)), dtype=np.uint8)
     except ImageError:
         raise
     except UnidentifiedImageError:
         raise ImageError(name, "not an image (Pillow cannot identify it)") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise ImageError(name, f"image too large ({e}); raise --max-pixels if it is genuine") from None
-    except (OSError, SyntaxError, ValueError, EOFError) as e:
-        raise ImageError(name, f"truncated or corrupt image ({e})") from None
+        # Pillow's own open-time check (past ~179 MP, or ~89 MP when warnings are errors)
+        # fires before ours and --max-pixels cannot lift it, so no advice to raise it.
+        raise ImageError(name, f"image too large ({e})") from None
+    except _CORRUPT as e:
+        detail = str(e) or type(e).__name__
+        raise ImageError(name, f"truncated or corrupt image ({detail})") from None
 
 
 def _read_bytes(path) -> bytes:
@@ -90,11 +106,12 @@ def _read_bytes(path) -> bytes:
             return f.read()
     except FileNotFoundError:
         raise ImageError(path, "file not found") from None
-    except (IsADirectoryError, PermissionError, OSError) as e:
+    except OSError as e:  # IsADirectoryError, PermissionError, I/O errors
         raise ImageError(path, f"cannot read file ({e.strerror or e})") from None
 
 
 def open_rgb(path, max_pixels=DEFAULT_MAX_PIXELS, draft=None) -> np.ndarray:
+    """``decode_rgb`` of a file; a missing or unreadable file is an ``ImageError`` too."""
     return decode_rgb(_read_bytes(path), str(path), max_pixels, draft)
 
 
@@ -105,8 +122,10 @@ def read_image(path, max_pixels=DEFAULT_MAX_PIXELS, draft=None):
 
 
 def resize_rgb(rgb: np.ndarray, size, resample="bilinear") -> np.ndarray:
-    """Resize to ``size = (height, width)``; returns the input when already that size."""
+    """Resize a uint8 RGB array to ``size = (height, width)``; the input itself if already so."""
     h, w = size
     if rgb.shape[:2] == (h, w):
         return rgb
+    if resample not in _RESAMPLE:
+        raise ValueError(f"resample must be one of {sorted(_RESAMPLE)}, not {resample!r}")
     return np.asarray(Image.fromarray(rgb).resize((w, h), _RESAMPLE[resample]))

@@ -77,7 +77,12 @@ class ManifestLoader(keras.utils.PyDataset):
                 np.save(tmp, rgb)
         return rgb
 
-    def __getitem__(self, index):
+    def load_batch(self, index):
+        """``(pixels uint8 (B, H, W, 3), row numbers)`` of batch ``index``, unaugmented.
+
+        Unreadable images raise, or with ``skip_bad_images`` are left out and listed in
+        ``self.bad``.
+        """
         rows = self._order[index * self.batch_size:(index + 1) * self.batch_size]
         pixels, keep = [], []
         for i in rows:
@@ -89,15 +94,17 @@ class ManifestLoader(keras.utils.PyDataset):
                     raise LeukonetError(f"{e}; fix or remove the file, or pass --skip-bad-images") from None
                 with self._lock:
                     self.bad[self.paths[i]] = e.reason
-        if not pixels:  # every image of the batch was bad: an empty batch would crash fit
-            h, w = self.image_size
-            return np.zeros((0, h, w, 3), np.float32), self._targets(np.zeros(0, int))
-        x = np.stack(pixels)
-        if self.policy:
+        h, w = self.image_size
+        x = np.stack(pixels) if pixels else np.zeros((0, h, w, 3), np.uint8)
+        return x, np.asarray(keep, dtype=int)
+
+    def __getitem__(self, index):
+        x, keep = self.load_batch(index)
+        if self.policy and len(x):
             x = augment.apply_policy(self.policy, x, augment.batch_seed(self.seed, self.epoch, index))
         else:
             x = x.astype(np.float32)
-        return x, self._targets(np.asarray(keep))
+        return x, self._targets(keep)
 
     def _targets(self, rows):
         y = np.eye(self.num_classes, dtype=np.float32)[self.labels[rows]]

@@ -38,6 +38,7 @@ def fit(config: FitConfig | None = None, resume=None, verbose=2, **overrides) ->
     try:
         if resume is None:
             io.write_json(run_dir.config, config.to_dict())
+            io.write_json(run_dir.path / "classes.json", {"classes": data["classes"]})
             io.write_csv(run_dir.train_manifest, data["train"].frame)
             io.write_csv(run_dir.val_manifest, data["val"].frame)
         log.info("%s run %s: %d training / %d validation images, %d classes, %s at %dx%d",
@@ -239,7 +240,7 @@ def _train(config, run_dir, data, image_size, verbose):
 
     from leukonet.models.build import BACKBONE_LAYER, build_model
     from leukonet.train.callbacks import NanGuard
-    from leukonet.train.distribute import strategy_scope
+    from leukonet.tf_only import strategy_scope
 
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:

@@ -107,6 +107,37 @@ class Run:
             self._model = load_model(self.dir.model)
         return self._model
 
+    @property
+    def classes(self):
+        from leukonet.evaluate.evaluate import run_classes
+
+        return run_classes(self.path)
+
+    def evaluate(self, manifest, data_root, tta=0, figures=True):
+        """Metrics, tables and figures (matplotlib, shown inline in a notebook)."""
+        from leukonet.evaluate.evaluate import evaluate
+
+        return evaluate(self, manifest, data_root, tta=tta, figures=figures)
+
+    def predict(self, images=None, manifest=None, data_root=None, tta=0, min_confidence=0.0):
+        """A DataFrame: one row per image with the predicted label and probabilities."""
+        from leukonet.evaluate.predict import predict_with
+
+        return predict_with(self.model, self.classes, self.config.image_size, images=images,
+                            manifest=manifest, data_root=data_root, tta=tta,
+                            min_confidence=min_confidence)
+
+    def explain(self, images, out_dir=None):
+        """Grad-CAM overlays; returns the figure (and writes PNGs to out_dir if given)."""
+        from leukonet.evaluate.explain import explain
+
+        return explain(self.model, self.classes, self.config.image_size, images, out_dir)
+
+    def export(self, format="keras", out=None):
+        from leukonet.evaluate.export import export
+
+        return export(self, format, out)
+
     def __repr__(self):
         acc = self.metrics.get("val_accuracy")
         return f"<Run {self.path} val_accuracy={acc if acc is None else round(acc, 4)}>"

@@ -15,71 +15,205 @@ def _save(img, tmp_path, name, **kw):
     return path
 
 
-def test_alpha_is_composited_over_black(tmp_path):
+def _bytes(img, fmt, **kw):
+    buf = io.BytesIO()
+    img.save(buf, fmt, **kw)
+    return buf.getvalue()
+
+
+def _reason(excinfo):
+    return excinfo.value.reason
+
+
+# ---- modes ---------------------------------------------------------------------------
+
+def test_rgba_png_alpha_is_composited_over_black(tmp_path):
     a = np.zeros((4, 5, 4), np.uint8)
     a[..., 0] = 200
-    a[0, 0, 3] = 0  # transparent
-    a[1:, :, 3] = 255
+    a[1:, :, 3] = 255  # row 0 fully transparent
+    a[1, 1, 3] = 128   # half transparent
     rgb = images.open_rgb(_save(Image.fromarray(a, "RGBA"), tmp_path, "a.png"))
     assert rgb.shape == (4, 5, 3) and rgb.dtype == np.uint8
-    assert tuple(rgb[0, 0]) == (0, 0, 0) and tuple(rgb[2, 2]) == (200, 0, 0)
+    assert tuple(rgb[0, 0]) == (0, 0, 0)
+    assert tuple(rgb[2, 2]) == (200, 0, 0)
+    assert abs(int(rgb[1, 1, 0]) - 100) <= 1
 
 
-def test_grayscale_and_16_bit(tmp_path):
-    rgb = images.open_rgb(_save(Image.new("L", (3, 2), 77), tmp_path, "g.png"))
-    assert rgb.shape == (2, 3, 3) and (rgb == 77).all()
-    deep = np.array([[65535, 256, 0]], np.uint16)
-    rgb = images.open_rgb(_save(Image.fromarray(deep), tmp_path, "d.png"))
-    assert rgb[0, :, 0].tolist() == [255, 1, 0]
+def test_la_and_palette_transparency_become_black():
+    la = Image.new("LA", (3, 3), (250, 255))
+    la.putpixel((0, 0), (250, 0))
+    rgb = images.decode_rgb(_bytes(la, "PNG"))
+    assert tuple(rgb[0, 0]) == (0, 0, 0) and tuple(rgb[1, 1]) == (250, 250, 250)
+
+    p = Image.new("P", (3, 3), 1)
+    p.putpalette([255, 255, 255, 0, 200, 0] + [0] * 762)
+    p.putpixel((0, 0), 0)
+    rgb = images.decode_rgb(_bytes(p, "PNG", transparency=0))  # index 0 (white) transparent
+    assert tuple(rgb[0, 0]) == (0, 0, 0) and tuple(rgb[1, 1]) == (0, 200, 0)
 
 
-@pytest.mark.parametrize("name,kw", [("c.jpg", {}), ("b.bmp", {}), ("t.tiff", {})])
-def test_other_formats(tmp_path, name, kw):
+def test_grayscale_gives_three_equal_channels(tmp_path):
+    g = Image.new("L", (3, 2), 77)
+    g.putpixel((2, 1), 10)
+    rgb = images.open_rgb(_save(g, tmp_path, "g.png"))
+    assert rgb.shape == (2, 3, 3)
+    assert (rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all()
+    assert rgb[0, 0, 0] == 77 and rgb[1, 2, 0] == 10
+
+
+def test_16_bit_png_keeps_the_top_8_bits(tmp_path):
+    img = Image.fromarray(np.array([[65535, 256, 255, 0]], np.uint16))
+    assert img.mode == "I;16"
+    rgb = images.open_rgb(_save(img, tmp_path, "d.png"))
+    assert rgb.shape == (1, 4, 3)
+    assert rgb[0, :, 0].tolist() == [255, 1, 0, 0]  # not clipped to 255 as convert("L") would
+
+
+def test_32_bit_int_and_float_modes_are_clipped():
+    i = Image.fromarray(np.array([[-5, 512, 70000]], np.int32))
+    assert i.mode == "I"
+    assert images.decode_rgb(_bytes(i, "TIFF"))[0, :, 0].tolist() == [0, 2, 255]
+    f = Image.fromarray(np.array([[-3.0, 100.7, 300.5]], np.float32))
+    assert f.mode == "F"
+    assert images.decode_rgb(_bytes(f, "TIFF"))[0, :, 0].tolist() == [0, 100, 255]
+
+
+def test_cmyk_jpeg_becomes_rgb(tmp_path):
+    img = Image.new("RGB", (6, 4), (10, 200, 30)).convert("CMYK")
+    rgb = images.open_rgb(_save(img, tmp_path, "c.jpg"))
+    assert rgb.shape == (4, 6, 3)
+    assert abs(int(rgb[1, 1, 1]) - 200) < 12 and rgb[1, 1, 0] < 40
+
+
+@pytest.mark.parametrize("name", ["b.bmp", "t.tif", "t.tiff", "w.webp"])
+def test_other_formats(tmp_path, name):
     img = Image.new("RGB", (6, 4), (10, 200, 30))
-    if name == "c.jpg":
-        img = img.convert("CMYK")
+    kw = {"lossless": True} if name.endswith(".webp") else {}
     rgb = images.open_rgb(_save(img, tmp_path, name, **kw))
     assert rgb.shape == (4, 6, 3)
-    assert abs(int(rgb[1, 1, 1]) - 200) < 12
+    assert tuple(rgb[1, 1]) == (10, 200, 30)
+
+
+def test_multi_frame_gif_gives_the_first_frame(tmp_path):
+    frames = [Image.new("RGB", (5, 3), c) for c in [(255, 0, 0), (0, 0, 255)]]
+    path = _save(frames[0], tmp_path, "m.gif", save_all=True, append_images=frames[1:])
+    with Image.open(path) as gif:
+        assert gif.n_frames == 2
+    rgb = images.open_rgb(path)
+    assert rgb.shape == (3, 5, 3) and tuple(rgb[1, 1]) == (255, 0, 0)
 
 
 def test_exif_orientation_is_applied(tmp_path):
     img = Image.new("RGB", (40, 20), (255, 0, 0))
     img.paste((0, 0, 255), (0, 0, 10, 20))  # blue strip on the left
     exif = img.getexif()
-    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
+    exif[0x0112] = 6  # stored sideways: rotate 90 degrees clockwise on display
     rgb = images.open_rgb(_save(img, tmp_path, "r.jpg", exif=exif, quality=95))
     assert rgb.shape == (40, 20, 3)
-    assert rgb[2, 10, 2] > 200  # the blue strip is now at the top
+    assert rgb[2, 10, 2] > 200 and rgb[37, 10, 0] > 200  # the blue strip is now on top
 
 
-def test_rejections(tmp_path):
-    with pytest.raises(ImageError, match="empty file"):
-        images.open_rgb(_save_bytes(tmp_path, "z.png", b""))
-    with pytest.raises(ImageError, match="not an image"):
-        images.open_rgb(_save_bytes(tmp_path, ".DS_Store", b"\x00\x00\x00\x01Bud1" + bytes(64)))
-    buf = io.BytesIO()
-    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)).save(buf, "JPEG")
-    with pytest.raises(ImageError, match="truncated"):
-        images.decode_rgb(buf.getvalue()[: len(buf.getvalue()) // 2], "cut.jpg")
-    with pytest.raises(ImageError, match="image too large .* raise --max-pixels"):
-        images.open_rgb(_save(Image.new("RGB", (300, 300)), tmp_path, "big.png"), max_pixels=10_000)
-    with pytest.raises(ImageError, match="file not found") as e:
+# ---- draft ---------------------------------------------------------------------------
+
+def test_draft_decodes_jpeg_smaller_but_not_below_the_request():
+    data = _bytes(Image.new("RGB", (800, 600), (90, 90, 90)), "JPEG")
+    assert images.decode_rgb(data).shape == (600, 800, 3)
+    small = images.decode_rgb(data, draft=(100, 100))
+    assert small.shape[0] < 600 and small.shape[0] >= 100 and small.shape[1] >= 100
+    png = _bytes(Image.new("RGB", (800, 600)), "PNG")
+    assert images.decode_rgb(png, draft=(100, 100)).shape == (600, 800, 3)  # JPEG only
+
+
+def test_draft_accounts_for_exif_rotation():
+    img = Image.new("RGB", (800, 400), (90, 90, 90))
+    exif = img.getexif()
+    exif[0x0112] = 6  # displayed 400 wide x 800 tall
+    data = _bytes(img, "JPEG", exif=exif)
+    rgb = images.decode_rgb(data, draft=(100, 200))  # want at least 100 tall, 200 wide
+    assert rgb.shape[0] >= 100 and rgb.shape[1] >= 200
+    assert rgb.shape[0] < 800  # and it was still drafted
+
+
+# ---- rejections ----------------------------------------------------------------------
+
+def test_empty_file(tmp_path):
+    (tmp_path / "z.png").write_bytes(b"")
+    with pytest.raises(ImageError) as e:
+        images.open_rgb(tmp_path / "z.png")
+    assert _reason(e).startswith("empty file") and e.value.path.endswith("z.png")
+
+
+def test_not_an_image(tmp_path):
+    junk = b"\x00\x00\x00\x01Bud1" + np.random.default_rng(0).bytes(256)
+    (tmp_path / ".DS_Store").write_bytes(junk)
+    with pytest.raises(ImageError) as e:
+        images.open_rgb(tmp_path / ".DS_Store")
+    assert _reason(e).startswith("not an image")
+
+
+def test_truncated_jpeg():
+    noise = np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)
+    data = _bytes(Image.fromarray(noise), "JPEG")
+    with pytest.raises(ImageError) as e:
+        images.decode_rgb(data[: len(data) // 2], "cut.jpg")
+    assert _reason(e).startswith("truncated or corrupt image (")
+    assert str(e.value).startswith("cut.jpg: ")
+
+
+def test_too_large_is_refused_from_the_header(tmp_path):
+    limit = Image.MAX_IMAGE_PIXELS
+    path = _save(Image.new("RGB", (3000, 3000)), tmp_path, "big.png")
+    with pytest.raises(ImageError) as e:
+        images.open_rgb(path, max_pixels=1_000_000)
+    assert _reason(e) == ("image too large (3000 x 3000 = 9000000 pixels > limit 1000000); "
+                          "raise --max-pixels if it is genuine")
+    # Decided before decoding: a header promising 9 MP with no pixel data is "too large".
+    data = path.read_bytes()
+    with pytest.raises(ImageError, match="image too large"):
+        images.decode_rgb(data[:100], max_pixels=1_000_000)
+    assert images.open_rgb(path).shape == (3000, 3000, 3)  # the default limit lets it in
+    assert Image.MAX_IMAGE_PIXELS == limit  # Pillow's global state is untouched
+
+
+def test_missing_file_and_directory(tmp_path):
+    with pytest.raises(ImageError) as e:
         images.open_rgb(tmp_path / "missing.png")
-    assert e.value.path.endswith("missing.png")
+    assert _reason(e) == "file not found" and e.value.path.endswith("missing.png")
+    (tmp_path / "dir.png").mkdir()
+    with pytest.raises(ImageError) as e:
+        images.read_image(tmp_path / "dir.png")
+    assert _reason(e).startswith("cannot read file (")
 
 
-def _save_bytes(tmp_path, name, data):
-    path = tmp_path / name
-    path.write_bytes(data)
-    return path
+# ---- hashing, resizing, names --------------------------------------------------------
 
-
-def test_hash_and_resize(tmp_path):
+def test_sha1_is_of_the_raw_bytes(tmp_path):
     path = _save(Image.new("RGB", (8, 6), (1, 2, 3)), tmp_path, "x.png")
+    raw = path.read_bytes()
     rgb, sha1 = images.read_image(path)
-    assert sha1 == hashlib.sha1(path.read_bytes()).hexdigest() == images.file_sha1(path)
+    assert sha1 == hashlib.sha1(raw).hexdigest() == images.sha1_bytes(raw) == images.file_sha1(path)
+    assert rgb.shape == (6, 8, 3) and tuple(rgb[0, 0]) == (1, 2, 3)
+    big = tmp_path / "big.bin"  # more than one 1 MiB chunk
+    big.write_bytes(bytes(range(256)) * 9000)
+    assert images.file_sha1(big) == hashlib.sha1(big.read_bytes()).hexdigest()
+
+
+def test_resize_rgb():
+    rgb = np.zeros((6, 8, 3), np.uint8)
+    rgb[:, 4:] = 255
     small = images.resize_rgb(rgb, (3, 4))
     assert small.shape == (3, 4, 3) and small.dtype == np.uint8
+    assert small[0, 0, 0] < 50 and small[0, 3, 0] > 200  # left stays dark, right bright
+    assert images.resize_rgb(rgb, (12, 10), "nearest").shape == (12, 10, 3)
     assert images.resize_rgb(rgb, (6, 8)) is rgb
-    assert images.is_image_name("A.JPEG") and not images.is_image_name(".DS_Store")
+    with pytest.raises(ValueError, match="resample"):
+        images.resize_rgb(rgb, (3, 4), "sharpest")
+
+
+@pytest.mark.parametrize("name,expected", [
+    ("a.JPG", True), ("b.jpeg", True), ("c.Png", True), ("d.TIFF", True), ("e.webp", True),
+    ("dir/f.gif", True), ("g.bmp", True), (".DS_Store", False), ("Thumbs.db", False),
+    ("notes.txt", False), ("png", False), ("x.png.txt", False),
+])
+def test_is_image_name(name, expected):
+    assert images.is_image_name(name) is expected

@@ -1,0 +1,126 @@
+"""``leukonet evaluate|predict|explain|export|report``: using a trained run."""
+import sys
+from pathlib import Path
+
+from leukonet.errors import LeukonetError
+
+
+def add_parser(sub):
+    e = sub.add_parser("evaluate", help="metrics, confusion matrix, calibration on a manifest")
+    e.add_argument("run", help="run directory")
+    e.add_argument("--manifest", required=True)
+    e.add_argument("--data-root", required=True)
+    e.add_argument("--tta", type=int, default=0, help="average N flipped/rotated views")
+    e.set_defaults(func=evaluate)
+
+    p = sub.add_parser("predict", help="predict images, folders or a manifest; differential count")
+    p.add_argument("model", help="run directory or MODEL.keras")
+    p.add_argument("images", nargs="*", help="image files or folders")
+    p.add_argument("--manifest")
+    p.add_argument("--data-root")
+    p.add_argument("-o", "--output", required=True, help="predictions CSV")
+    p.add_argument("--min-confidence", type=float, default=0.0,
+                   help="below this, a cell counts as 'uncertain'")
+    p.add_argument("--tta", type=int, default=0)
+    p.add_argument("--image-size", help="HxW, for a bare .keras file (default: its input size)")
+    p.set_defaults(func=predict)
+
+    x = sub.add_parser("explain", help="Grad-CAM heatmaps over images")
+    x.add_argument("run")
+    x.add_argument("images", nargs="+")
+    x.add_argument("-o", "--output", required=True, help="folder for the PNGs")
+    x.set_defaults(func=explain)
+
+    t = sub.add_parser("export", help="export the best model for deployment")
+    t.add_argument("run")
+    t.add_argument("--format", default="keras", help="keras | saved_model | tflite | onnx")
+    t.add_argument("-o", "--output")
+    t.set_defaults(func=export)
+
+    r = sub.add_parser("report", help="one self-contained HTML page for a run")
+    r.add_argument("run")
+    r.add_argument("-o", "--output")
+    r.set_defaults(func=report)
+
+
+def _run(path):
+    from leukonet.train.run import Run
+
+    p = Path(path)
+    if not p.is_dir():
+        raise LeukonetError(f"{p}: no such run directory")
+    if not (p / "model.keras").is_file():
+        raise LeukonetError(f"{p}: no model.keras here (has the run finished an epoch?)")
+    return Run(p)
+
+
+def evaluate(args):
+    ev = _run(args.run).evaluate(args.manifest, args.data_root, tta=args.tta)
+    m = ev.metrics
+    print(ev.tables["per_class"].round(4).to_string())
+    print(f"accuracy {m['accuracy']:.4f}  balanced {m['balanced_accuracy']:.4f}  macro-F1 "
+          f"{m['macro_f1']:.4f}  top-2 {m['top2_accuracy']:.4f}  ECE {m['expected_calibration_error']:.4f}"
+          f"  ({m['images']} images{', TTA ' + str(args.tta) if args.tta else ''})")
+    if m.get("note"):
+        print("note: " + m["note"])
+    if m["unreadable"]:
+        print(f"{len(m['unreadable'])} unreadable image(s) left out; see predictions.csv")
+    print(f"wrote {ev.dir}")
+    return 0
+
+
+def predict(args):
+    from leukonet import io
+    from leukonet.config import parse_size
+    from leukonet.evaluate.predict import differential_count, predict_with
+
+    p = Path(args.model)
+    if p.is_dir():
+        run = _run(p)
+        model, classes, size = run.model, run.classes, run.config.image_size
+    else:
+        import json
+
+        from leukonet.train.run import load_model
+
+        model = load_model(p)
+        sidecar = p.parent / "classes.json"
+        n = model.output_shape[-1] if not isinstance(model.output_shape, dict) else None
+        classes = (json.loads(sidecar.read_text())["classes"] if sidecar.is_file()
+                   else [f"class_{i}" for i in range(n or 0)])
+        size = parse_size(args.image_size) if args.image_size else list(model.input_shape[1:3])
+    table = predict_with(model, classes, size, images=args.images, manifest=args.manifest,
+                         data_root=args.data_root, tta=args.tta, min_confidence=args.min_confidence)
+    out = Path(args.output)
+    io.write_csv(out, table)
+    counts = differential_count(table, classes)
+    io.write_csv(out.with_name(out.stem + ".counts.csv"), counts, index=True)
+    print("differential count")
+    print(counts.to_string())
+    bad = (table["error"] != "").sum()
+    if bad:
+        print(f"{bad} unreadable image(s): listed with their error in {out}", file=sys.stderr)
+    print(f"wrote {out} and {out.with_name(out.stem + '.counts.csv')}")
+    return 0
+
+
+def explain(args):
+    fig = _run(args.run).explain(args.images, out_dir=args.output)
+    for path, reason in fig.leukonet_bad.items():
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    print(f"wrote {len(fig.leukonet_written)} Grad-CAM image(s) to {args.output}")
+    return 0
+
+
+def export(args):
+    out = _run(args.run).export(args.format, args.output)
+    print(f"wrote {out}")
+    return 0
+
+
+def report(args):
+    from leukonet.evaluate.report import report as make
+
+    out = make(_run(args.run), args.output)
+    print(f"wrote {out}")
+    return 0

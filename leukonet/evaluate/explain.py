@@ -1,0 +1,41 @@
+"""explain(): Grad-CAM overlays for a few images, as one figure and per-image PNGs."""
+from pathlib import Path
+
+import numpy as np
+
+from leukonet.evaluate import plots
+from leukonet.evaluate.gradcam import GradCAM, overlay
+from leukonet.evaluate.predict import collect_images, frame_for_files
+
+
+def explain(model, classes, image_size, images, out_dir=None):
+    from leukonet.data.loader import ManifestLoader
+
+    root, frame = frame_for_files(collect_images(images))
+    loader = ManifestLoader(frame, root, image_size, batch_size=8, skip_bad_images=True, workers=1)
+    cam = GradCAM(model)
+    pics, caps, written = [], [], []
+    for b in range(len(loader)):
+        x, rows = loader.load_batch(b)
+        if not len(x):
+            continue
+        maps, probs = cam(x)
+        for k, i in enumerate(rows):
+            label = classes[int(probs[k].argmax())]
+            blended = overlay(x[k], maps[k])
+            pics += [x[k], blended]
+            caps += [Path(frame["path"].iloc[i]).name, f"{label} ({probs[k].max():.2f})"]
+            if out_dir is not None:
+                name = Path(frame["path"].iloc[i]).stem + ".gradcam.png"
+                fig = plots.labelled_grid([x[k], blended], caps[-2:], cols=2, cell=3)
+                written.append(plots.save(fig, Path(out_dir) / name))
+                plots.close(fig)
+    fig = plots.labelled_grid(pics, caps, cols=6)
+    fig.leukonet_written = written
+    fig.leukonet_bad = dict(loader.bad)
+    return fig
+
+
+def peak(heatmap):
+    """(row, col) of the heatmap's maximum."""
+    return np.unravel_index(np.argmax(heatmap), heatmap.shape)

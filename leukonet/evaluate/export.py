@@ -1,0 +1,47 @@
+"""export(): deployment artefacts through Keras' and TensorFlow's own exporters.
+
+keras (.keras, safe-mode loadable), saved_model (TensorFlow Serving), tflite (mobile),
+onnx (Keras' exporter; needs the ``tf2onnx`` and ``onnx`` packages).
+"""
+import importlib.util
+import shutil
+from pathlib import Path
+
+from leukonet import io
+from leukonet.errors import LeukonetError
+
+FORMATS = ("keras", "saved_model", "tflite", "onnx")
+
+
+def export(run, fmt, out=None):
+    if fmt not in FORMATS:
+        raise LeukonetError(f"unknown --format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+    from leukonet import tf_only
+
+    model = run.model
+    import numpy as np
+
+    # Keras' exporters trace a model that has been called at least once.
+    model(np.zeros((1, *model.input_shape[1:]), np.float32))
+    suffix = {"keras": ".keras", "tflite": ".tflite", "onnx": ".onnx", "saved_model": ""}[fmt]
+    out = Path(out) if out else Path(run.path) / "export" / f"model{suffix or '_saved_model'}"
+    if fmt == "keras":
+        with io.atomic_path(out) as tmp:
+            model.save(tmp)
+    elif fmt == "saved_model":
+        tmp = out.with_name(out.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tf_only.export_saved_model(model, tmp)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)  # a folder: built beside, then renamed into place
+    elif fmt == "tflite":
+        io.write_bytes(out, tf_only.export_tflite(model))
+    else:
+        missing = [m for m in ("tf2onnx", "onnx") if importlib.util.find_spec(m) is None]
+        if missing:
+            raise LeukonetError(f"--format onnx needs the package(s) {', '.join(missing)}: "
+                                f"pip install {' '.join(missing)}")
+        with io.atomic_path(out) as tmp:
+            model.export(str(tmp), format="onnx", verbose=False)
+    return out

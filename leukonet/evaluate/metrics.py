@@ -1,0 +1,75 @@
+"""Classification metrics from true labels and predicted probabilities (scikit-learn)."""
+import numpy as np
+import pandas as pd
+from sklearn import metrics as skm
+
+
+def expected_calibration_error(y_true, proba, bins=15):
+    """Top-label ECE and the reliability table (bin, confidence, accuracy, count).
+
+    scikit-learn's calibration_curve is per binary class; the multi-class top-label ECE
+    (Guo et al. 2017) is the few lines below.
+    """
+    confidence = proba.max(axis=1)
+    correct = (proba.argmax(axis=1) == y_true).astype(float)
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    rows, ece = [], 0.0
+    for b in range(bins):
+        mask = which == b
+        if mask.any():
+            conf, acc = confidence[mask].mean(), correct[mask].mean()
+            ece += mask.mean() * abs(acc - conf)
+            rows.append(dict(bin=b, low=edges[b], high=edges[b + 1], confidence=conf, accuracy=acc,
+                             count=int(mask.sum())))
+    return float(ece), pd.DataFrame(rows)
+
+
+def classification_metrics(y_true, proba, classes):
+    """Everything `leukonet evaluate` reports, as plain JSON-able values plus tables."""
+    y_true = np.asarray(y_true)
+    proba = np.asarray(proba, dtype=np.float64)
+    labels = np.arange(len(classes))
+    y_pred = proba.argmax(axis=1)
+    present = sorted(set(y_true.tolist()))
+    report = skm.classification_report(y_true, y_pred, labels=labels, target_names=classes,
+                                       output_dict=True, zero_division=0)
+    per_class = pd.DataFrame({c: report[c] for c in classes}).T[["precision", "recall", "f1-score", "support"]]
+    per_class["support"] = per_class["support"].astype(int)
+    counts = skm.confusion_matrix(y_true, y_pred, labels=labels)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        normalised = np.nan_to_num(counts / counts.sum(axis=1, keepdims=True))
+    ece, reliability = expected_calibration_error(y_true, proba)
+    out = dict(
+        images=int(len(y_true)),
+        accuracy=float(skm.accuracy_score(y_true, y_pred)),
+        balanced_accuracy=float(skm.balanced_accuracy_score(y_true, y_pred)),
+        macro_f1=float(skm.f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
+        top2_accuracy=float(skm.top_k_accuracy_score(y_true, proba, k=min(2, len(classes)), labels=labels))
+        if len(classes) > 2 else float(skm.accuracy_score(y_true, y_pred)),
+        expected_calibration_error=ece,
+        per_class={c: {k: (int(v) if k == "support" else float(v)) for k, v in row.items()}
+                   for c, row in per_class.iterrows()},
+    )
+    out["roc_auc_ovr"] = _roc_auc(y_true, proba, classes, present)
+    missing = [classes[i] for i in labels if i not in present]
+    if missing:
+        out["note"] = f"no images of {', '.join(missing)}: their recall and ROC-AUC are undefined"
+    tables = dict(
+        per_class=per_class,
+        confusion=pd.DataFrame(counts, index=classes, columns=classes),
+        confusion_normalised=pd.DataFrame(normalised, index=classes, columns=classes),
+        reliability=reliability,
+    )
+    return out, tables
+
+
+def _roc_auc(y_true, proba, classes, present):
+    """One-vs-rest ROC-AUC per class present (and their macro mean)."""
+    result = {}
+    for i, c in enumerate(classes):
+        if i in present and len(present) > 1:
+            result[c] = float(skm.roc_auc_score(y_true == i, proba[:, i]))
+    if result:
+        result["macro"] = float(np.mean(list(result.values())))
+    return result

@@ -1,0 +1,126 @@
+"""Predictions for images, folders or manifests; test-time augmentation; differential count."""
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from leukonet.data import images as image_io
+from leukonet.errors import LeukonetError
+
+UNCERTAIN = "uncertain"
+
+
+def tta_views(x, n, seed=0):
+    """``n`` views of a float batch: identity, flips, both flips, then seeded rotations."""
+    views = [x, x[:, :, ::-1], x[:, ::-1], x[:, ::-1, ::-1]][:max(1, n)]
+    if n > 4:
+        from leukonet.data.augment import apply_policy, build_policy
+
+        rotate = build_policy(rotate=180, flip=False, zoom=0, shift=0, brightness=0, contrast=0,
+                              hue=0, saturation=0)
+        views += [apply_policy(rotate, x, seed + k) for k in range(n - 4)]
+    return views
+
+
+def predict_loader(model, loader, tta=0):
+    """Probabilities for each readable row of a ManifestLoader: (rows, proba[, aux])."""
+    rows, probs = [], []
+    for b in range(len(loader)):
+        x, keep = loader.load_batch(b)
+        if not len(x):
+            continue
+        x = x.astype(np.float32)
+        outs = [model.predict_on_batch(v) for v in tta_views(x, tta or 1, seed=b * 1000)]
+        probs.append(_average(outs))
+        rows.append(keep)
+    if not rows:
+        raise LeukonetError("no readable image to predict")
+    rows = np.concatenate(rows)
+    if isinstance(probs[0], dict):
+        return rows, {k: np.concatenate([p[k] for p in probs]) for k in probs[0]}
+    return rows, np.concatenate(probs)
+
+
+def _average(outs):
+    import keras
+
+    if isinstance(outs[0], dict):
+        return {k: np.mean([keras.ops.convert_to_numpy(o[k]) for o in outs], axis=0) for k in outs[0]}
+    return np.mean([keras.ops.convert_to_numpy(o) for o in outs], axis=0)
+
+
+def collect_images(items):
+    """Image files from paths and folders (walked recursively, sorted)."""
+    files = []
+    for item in items:
+        p = Path(item)
+        if p.is_dir():
+            files += sorted(f for f in p.rglob("*") if f.is_file() and image_io.is_image_name(f.name))
+        elif p.exists():
+            files.append(p)
+        else:
+            raise LeukonetError(f"{p}: no such image or folder")
+    if not files:
+        raise LeukonetError(f"no images found in {', '.join(map(str, items))}")
+    return files
+
+
+def frame_for_files(files):
+    """(root, manifest-like frame) for loose files: paths relative to their common folder."""
+    absolute = [os.path.abspath(f) for f in files]
+    root = os.path.commonpath([os.path.dirname(a) for a in absolute])
+    rel = [Path(os.path.relpath(a, root)).as_posix() for a in absolute]
+    return Path(root), pd.DataFrame(dict(path=rel, label_index=0))
+
+
+def predictions_table(paths, proba, classes, bad=None, min_confidence=0.0):
+    """One row per image: path, prediction, confidence, one probability column per class;
+    unreadable images get an ``error`` and no prediction."""
+    table = pd.DataFrame(dict(path=paths))
+    table["predicted"] = [classes[i] for i in proba.argmax(axis=1)]
+    table["confidence"] = proba.max(axis=1)
+    if min_confidence:
+        table.loc[table["confidence"] < min_confidence, "predicted"] = UNCERTAIN
+    for i, c in enumerate(classes):
+        table[f"p_{c}"] = proba[:, i]
+    table["error"] = ""
+    if bad:
+        errors = pd.DataFrame(dict(path=list(bad), predicted="", error=list(bad.values())))
+        table = pd.concat([table, errors], ignore_index=True)
+    return table
+
+
+def differential_count(table, classes):
+    """Number and percentage of each cell type (plus uncertain) among predicted images."""
+    predicted = table.loc[table["error"] == "", "predicted"]
+    order = list(classes) + ([UNCERTAIN] if (predicted == UNCERTAIN).any() else [])
+    counts = predicted.value_counts().reindex(order, fill_value=0)
+    out = pd.DataFrame(dict(count=counts, percent=(100 * counts / max(1, counts.sum())).round(1)))
+    out.index.name = "cell type"
+    out.loc["total"] = [int(counts.sum()), 100.0 if counts.sum() else 0.0]
+    out["count"] = out["count"].astype(int)
+    return out
+
+
+def predict_with(model, classes, image_size, images=None, manifest=None, data_root=None, tta=0,
+                 min_confidence=0.0, batch_size=32):
+    """Predictions table for loose images/folders or a manifest (+ data root)."""
+    from leukonet.data.loader import ManifestLoader
+    from leukonet.data.manifest import Manifest
+
+    if manifest is not None:
+        if data_root is None:
+            raise LeukonetError("--manifest needs --data-root: the folder its paths are relative to")
+        root, frame = Path(data_root), Manifest.read_csv(manifest).frame
+        frame = frame.assign(label_index=0)
+    elif images:
+        root, frame = frame_for_files(collect_images(images))
+    else:
+        raise LeukonetError("nothing to predict: give images, folders or --manifest")
+    loader = ManifestLoader(frame, root, image_size, batch_size, num_classes=len(classes),
+                            skip_bad_images=True, workers=1)
+    rows, proba = predict_loader(model, loader, tta=tta)
+    if isinstance(proba, dict):
+        proba = proba["cell_type"]
+    return predictions_table(frame["path"].to_numpy()[rows], proba, classes, loader.bad, min_confidence)

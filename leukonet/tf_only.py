@@ -1,0 +1,90 @@
+"""The one TensorFlow-specific module: tf.distribute, tf.GradientTape, SavedModel and TFLite export.
+
+Everything else in leukonet is written against ``keras``/``keras.ops`` and runs on the
+JAX backend too; TensorFlow is imported only inside these functions, when a user asks
+for ``--strategy`` other than ``default``, Grad-CAM on the TensorFlow backend, or a
+SavedModel/TFLite export.
+"""
+import contextlib
+
+import keras
+
+from leukonet.errors import LeukonetError
+
+STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
+
+
+def strategy_scope(name="default"):
+    """A context manager to build and compile the model under."""
+    if name not in STRATEGIES:
+        raise LeukonetError(f"unknown --strategy {name!r}; choose one of: {', '.join(STRATEGIES)}")
+    if name == "default":
+        return contextlib.nullcontext()
+    if keras.backend.backend() != "tensorflow":
+        raise LeukonetError(f"--strategy {name} needs KERAS_BACKEND=tensorflow "
+                            f"(now {keras.backend.backend()}); use --strategy default")
+    import tensorflow as tf
+
+    if name == "mirrored":
+        strategy = tf.distribute.MirroredStrategy()
+    elif name == "multiworker":
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+    else:
+        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+        tf.config.experimental_connect_to_cluster(resolver)
+        tf.tpu.experimental.initialize_tpu_system(resolver)
+        strategy = tf.distribute.TPUStrategy(resolver)
+    return strategy.scope()
+
+
+def gradient(fn, x):
+    """d fn(x) / dx with a GradientTape (Grad-CAM's TensorFlow branch)."""
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        y = fn(x)
+    return tape.gradient(y, x).numpy()
+
+
+def _require_tf(what):
+    if keras.backend.backend() != "tensorflow":
+        raise LeukonetError(f"{what} needs KERAS_BACKEND=tensorflow (now {keras.backend.backend()})")
+
+
+def export_saved_model(model, path):
+    """A TensorFlow SavedModel with a ``serve`` endpoint (Keras' own exporter)."""
+    _require_tf("--format saved_model")
+    model.export(str(path), format="tf_saved_model", verbose=False)
+
+
+def saved_model_predict(path, x):
+    import tensorflow as tf
+
+    return tf.saved_model.load(str(path)).serve(tf.constant(x, tf.float32))
+
+
+def export_tflite(model):
+    """A TensorFlow Lite flatbuffer, converted from a SavedModel by TensorFlow's converter."""
+    import tempfile
+
+    _require_tf("--format tflite")
+    import tensorflow as tf
+
+    with tempfile.TemporaryDirectory() as tmp:
+        export_saved_model(model, tmp)
+        converter = tf.lite.TFLiteConverter.from_saved_model(tmp)
+        return converter.convert()
+
+
+def tflite_predict(path, x):
+    import numpy as np
+    import tensorflow as tf
+
+    interpreter = tf.lite.Interpreter(model_path=str(path))
+    inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()
+    interpreter.resize_tensor_input(inp["index"], x.shape)
+    interpreter.allocate_tensors()
+    interpreter.set_tensor(inp["index"], np.asarray(x, np.float32))
+    interpreter.invoke()
+    return [interpreter.get_tensor(o["index"]) for o in out]
