@@ -61,7 +61,8 @@ def export_saved_model(model, path):
 def saved_model_predict(path, x):
     import tensorflow as tf
 
-    return tf.saved_model.load(str(path)).serve(tf.constant(x, tf.float32))
+    loaded = tf.saved_model.load(str(path))  # keep a reference: it owns the variables
+    return loaded.serve(tf.constant(x, tf.float32)).numpy()
 
 
 def export_tflite(model):

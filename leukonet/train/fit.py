@@ -397,6 +397,13 @@ def _final_metrics(run_dir, val, state, seconds, data):
                    train_images=len(data["train"]), val_images=len(data["val"]),
                    train_seconds=round(seconds, 1))
     io.write_json(run_dir.metrics, metrics)
+    from leukonet.evaluate import plots
+
+    history = pd.read_csv(run_dir.history)
+    if len(history):
+        fig = plots.curves(history)
+        plots.save(fig, run_dir.path / "curves.png")
+        plots.close(fig)
     log.info("best model (epoch %s): validation accuracy %.4f, loss %.4f -> %s",
              state.get("best_epoch"), metrics.get("val_accuracy", float("nan")),
              metrics.get("val_loss", float("nan")), run_dir.model)

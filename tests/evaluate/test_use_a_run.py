@@ -1,0 +1,139 @@
+"""evaluate / predict / explain / export / report on a small trained run."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import leukonet
+from leukonet.cli import main
+from leukonet.config import FitConfig
+from leukonet.data.demo import make_demo_data
+from leukonet.data.manifest import Manifest
+from leukonet.errors import LeukonetError
+from leukonet.evaluate.report import SECTIONS
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    base = tmp_path_factory.mktemp("eval")
+    root = make_demo_data(base / "data", sources_per_class=(8, 3), copies_per_source=3,
+                          image_size=(30, 40))
+    m = Manifest.from_folder(root).dedup().group()
+    for name, part in m.split(val=0.25, seed=0).items():
+        part.to_csv(base / f"{name}.csv", overwrite=True, rejects=False)
+    r = leukonet.fit(FitConfig(manifest=str(base / "train.csv"), val_manifest=str(base / "val.csv"),
+                               data_root=str(root), image_size=[30, 40], batch_size=16,
+                               backbone="simple_cnn", head="gap", weights="none", epochs=3,
+                               lr=3e-3, run_dir=str(base / "run"), workers=1))
+    return r, base, root
+
+
+def test_evaluate_writes_metrics_tables_and_figures(run):
+    r, base, root = run
+    ev = r.evaluate(base / "test.csv", root, tta=2)
+    test = pd.read_csv(base / "test.csv")
+    assert ev.metrics["images"] == len(test)
+    assert ev.tables["confusion"].to_numpy().sum() == len(test)
+    for name in ("metrics.json", "predictions.csv", "per_class.csv", "confusion.csv",
+                 "confusion_normalised.csv", "reliability.csv", "confusion.png", "reliability.png", "curves.png"):
+        assert (ev.dir / name).is_file(), name
+    saved = json.loads((ev.dir / "metrics.json").read_text())
+    assert saved["accuracy"] == pytest.approx(ev.metrics["accuracy"])
+    assert saved["tta"] == 2
+    predictions = pd.read_csv(ev.dir / "predictions.csv")
+    assert (predictions["predicted"] == predictions["label"]).mean() == pytest.approx(ev.metrics["accuracy"])
+    assert set(ev.figures) >= {"confusion", "reliability", "curves"}
+
+
+def test_evaluate_rejects_unknown_classes(run, tmp_path):
+    r, base, root = run
+    frame = pd.read_csv(base / "test.csv")
+    frame.loc[0, "label"] = "synthetic_basophil"
+    frame.to_csv(tmp_path / "odd.csv", index=False)
+    with pytest.raises(LeukonetError, match="synthetic_basophil unknown to the model, which knows synthetic_eosinophil"):
+        r.evaluate(tmp_path / "odd.csv", root)
+
+
+def test_predict_differential_count_matches_the_csv(run, tmp_path, capsys):
+    r, base, root = run
+    folder = root / "TEST"
+    (folder / "synthetic_monocyte" / "broken.png").write_bytes(b"not a png")
+    try:
+        out = tmp_path / "pred.csv"
+        assert main(["predict", str(r.path), str(folder), "-o", str(out), "--min-confidence", "0.5"]) == 0
+    finally:
+        (folder / "synthetic_monocyte" / "broken.png").unlink()
+    table = pd.read_csv(out, keep_default_na=False)
+    counts = pd.read_csv(tmp_path / "pred.counts.csv", index_col=0)
+    n_images = len(list(folder.rglob("*.png")))
+    assert len(table) == n_images + 1
+    assert table.loc[table["path"].str.endswith("broken.png"), "error"].iloc[0].startswith("not an image")
+    predicted = table[table["error"] == ""]
+    assert counts.loc["total", "count"] == len(predicted) == n_images
+    assert counts.drop(index="total")["count"].sum() == n_images
+    for label, row in counts.drop(index="total").iterrows():
+        assert row["count"] == (predicted["predicted"] == label).sum()
+    prob_cols = [c for c in table.columns if c.startswith("p_")]
+    np.testing.assert_allclose(predicted[prob_cols].astype(float).sum(1), 1.0, rtol=1e-4)
+    assert "differential count" in capsys.readouterr().out
+
+
+def test_explain_writes_overlays(run, tmp_path):
+    r, base, root = run
+    files = sorted((root / "TEST" / "synthetic_eosinophil").glob("*.png"))[:2]
+    fig = r.explain(files, out_dir=tmp_path / "cam")
+    assert len(fig.leukonet_written) == 2 and all(p.is_file() for p in fig.leukonet_written)
+
+
+@pytest.mark.parametrize("fmt", ["keras", "saved_model", "tflite", "onnx"])
+def test_export_round_trips(run, tmp_path, fmt):
+    r, base, root = run
+    if fmt == "onnx":
+        pytest.importorskip("tf2onnx", reason="onnx export needs tf2onnx (pip install leukonet[onnx])")
+        ort = pytest.importorskip("onnxruntime", reason="the round trip needs onnxruntime")
+    out = r.export(fmt, tmp_path / f"model.{fmt}")
+    x = np.random.default_rng(0).uniform(0, 255, (3, 30, 40, 3)).astype("float32")
+    expected = r.model.predict(x, verbose=0)
+    if fmt == "keras":
+        got = leukonet.load_model(out).predict(x, verbose=0)
+    elif fmt == "saved_model":
+        from leukonet.tf_only import saved_model_predict
+
+        got = np.asarray(saved_model_predict(out, x))
+    elif fmt == "tflite":
+        from leukonet.tf_only import tflite_predict
+
+        got = tflite_predict(out, x)[0]
+    else:
+        session = ort.InferenceSession(str(out))
+        got = session.run(None, {session.get_inputs()[0].name: x})[0]
+    np.testing.assert_allclose(got, expected, atol=1e-4)
+
+
+def test_report_has_every_section(run):
+    r, base, root = run
+    r.evaluate(base / "test.csv", root)
+    page = leukonet.load_run(r.path)
+    from leukonet.evaluate.report import report
+
+    html = report(page).read_text()
+    for section in SECTIONS:
+        assert f"<h2>{section}</h2>" in html
+    assert html.count("data:image/png;base64,") >= 5
+    assert "Leakage audit: OK" in html
+
+
+def test_cli_errors(run, tmp_path, capsys):
+    r, base, root = run
+    (tmp_path / "empty_run").mkdir()
+    assert main(["evaluate", str(tmp_path / "empty_run"), "--manifest", str(base / "test.csv"),
+                 "--data-root", str(root)]) == 2
+    assert "no model.keras here" in capsys.readouterr().err
+    (tmp_path / "nothing").mkdir()
+    assert main(["predict", str(r.path), str(tmp_path / "nothing"), "-o", str(tmp_path / "p.csv")]) == 2
+    assert "no images found" in capsys.readouterr().err
+    assert main(["export", str(r.path), "--format", "coreml"]) == 2
+    assert "unknown --format 'coreml'" in capsys.readouterr().err
