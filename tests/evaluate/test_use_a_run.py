@@ -137,3 +137,26 @@ def test_cli_errors(run, tmp_path, capsys):
     assert "no images found" in capsys.readouterr().err
     assert main(["export", str(r.path), "--format", "coreml"]) == 2
     assert "unknown --format 'coreml'" in capsys.readouterr().err
+
+
+def test_report_renders_in_a_headless_browser(run, tmp_path):
+    import shutil
+    import subprocess
+
+    from PIL import Image
+
+    browser = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if browser is None:
+        pytest.skip("no chromium here (Debian: apt-get install chromium); .ci/run installs it")
+    r, base, root = run
+    from leukonet.evaluate.report import report
+
+    page = report(leukonet.load_run(r.path), tmp_path / "report.html")
+    shot = tmp_path / "shot.png"
+    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                    "--window-size=1200,3000", f"--screenshot={shot}", page.as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    pixels = np.asarray(Image.open(shot).convert("RGB"), dtype=np.int32)
+    assert pixels.shape[:2] == (3000, 1200)
+    coloured = (pixels.max(axis=2) - pixels.min(axis=2) > 40).mean()
+    assert coloured > 0.02  # the embedded figures drew (text alone is grey)
