@@ -20,6 +20,16 @@ def add_parser(sub):
     p.add_argument("--demo", action="store_true", help="make the SYNTHETIC demo data and train "
                    "simple_cnn on it (the main job; under 3 minutes on 2 CPU cores)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run (no other flags)")
+    add_fit_arguments(p)
+    r = p.add_argument_group("run directory")
+    r.add_argument("--run-dir", help="default runs/<name>")
+    r.add_argument("--name")
+    r.add_argument("--overwrite", action="store_true", default=None)
+    p.set_defaults(func=run)
+
+
+def add_fit_arguments(p):
+    """The options a run is made of (shared with `leukonet ablate`)."""
     p.add_argument("--config", help="a config.json (e.g. from an earlier run) to start from")
     d = p.add_argument_group("data")
     d.add_argument("--manifest", help="training manifest CSV (its split column may hold train/val)")
@@ -68,15 +78,20 @@ def add_parser(sub):
     t.add_argument("--jit", action="store_true", default=None)
     t.add_argument("--seed", type=int)
     t.add_argument("--strategy", help="default | mirrored | multiworker | tpu")
-    r = p.add_argument_group("run directory")
-    r.add_argument("--run-dir", help="default runs/<name>")
-    r.add_argument("--name")
-    r.add_argument("--overwrite", action="store_true", default=None)
-    p.set_defaults(func=run)
+
+
+def base_config(args):
+    """FitConfig from --config (if any) plus the flags given."""
+    config = FitConfig.read(args.config).replace(run_dir=None, overwrite=False) if args.config else FitConfig()
+    return config.replace(**_overrides(args))
+
+
+_NOT_CONFIG = {"func", "command", "demo", "resume", "config", "grid", "zip", "out", "dry_run",
+               "test_manifest", "overwrite_ablation"}
 
 
 def _overrides(args):
-    skip = {"func", "command", "demo", "resume", "config"}
+    skip = _NOT_CONFIG
     out = {k: v for k, v in vars(args).items() if k not in skip and v is not None}
     if "image_size" in out:
         out["image_size"] = parse_size(out["image_size"])

@@ -1,0 +1,77 @@
+import json
+
+import pandas as pd
+import pytest
+
+from leukonet.ablate import ablate, expand, parse_grid, plan, summarise
+from leukonet.cli import main
+from leukonet.config import FitConfig
+from leukonet.data.demo import make_demo_data
+from leukonet.data.manifest import Manifest
+from leukonet.errors import LeukonetError
+
+
+def test_grid_product_and_zip():
+    grid = parse_grid(["image_size=240x320,150x200,90x120", "batch_size=20,50,100"])
+    assert grid["image_size"] == [[240, 320], [150, 200], [90, 120]]
+    assert len(expand(grid)) == 9
+    zipped = expand(grid, zip_axes=True)
+    assert zipped == [{"image_size": [240, 320], "batch_size": 20},
+                      {"image_size": [150, 200], "batch_size": 50},
+                      {"image_size": [90, 120], "batch_size": 100}]
+    with pytest.raises(LeukonetError, match="same number of values"):
+        expand(parse_grid(["lr=0.1,0.01", "seed=1,2,3"]), zip_axes=True)
+
+
+def test_bad_axes_and_values():
+    with pytest.raises(LeukonetError, match="'imagesize' is not a fit option; valid axes: .*image_size"):
+        parse_grid(["imagesize=90x120"])
+    with pytest.raises(LeukonetError, match="batch_size: 'big' is not a valid int"):
+        parse_grid(["batch_size=20,big"])
+    base = FitConfig(backbone="inception_resnet_v2")
+    with pytest.raises(LeukonetError, match=r"cell 1 \(image_size=60x80\): .*minimum of 75"):
+        plan(base, parse_grid(["image_size=240x320,60x80"]))
+    with pytest.raises(LeukonetError, match="unknown backbone"):
+        plan(base, parse_grid(["backbone=vgg16,vgg99"]))
+
+
+def test_summary_over_seeds():
+    table = pd.DataFrame(dict(cell=range(4), lr=["0.1", "0.1", "0.01", "0.01"], seed=["0", "1", "0", "1"],
+                              val_accuracy=[0.8, 0.9, 0.5, 0.7]))
+    out = summarise(table, ["lr", "seed"]).set_index("lr")
+    assert out.loc["0.1", "val_accuracy"].startswith("0.8500 ± 0.07")
+    assert out.loc["0.01", "seeds"] == 2
+
+
+@pytest.mark.slow
+def test_ablation_runs_records_failures_and_resumes(tmp_path, capsys):
+    root = make_demo_data(tmp_path / "data", sources_per_class=(6, 2), copies_per_source=3,
+                          image_size=(30, 40))
+    m = Manifest.from_folder(root).dedup().group()
+    for name, part in m.split(val=0.25, seed=0).items():
+        part.to_csv(tmp_path / f"{name}.csv", overwrite=True, rejects=False)
+    base = FitConfig(manifest=str(tmp_path / "train.csv"), val_manifest=str(tmp_path / "val.csv"),
+                     data_root=str(root), image_size=[30, 40], backbone="simple_cnn", head="gap",
+                     weights="none", epochs=1, batch_size=8, workers=1)
+    grid = parse_grid(["batch_size=8,5000"])  # the second cell fails: larger than the data
+    out = tmp_path / "abl"
+    lines = []
+    table = ablate(base, grid, out, test_manifest=tmp_path / "test.csv", log=lines.append)
+    assert len(table) == 2
+    assert table.loc[0, "error"] == "" and table.loc[0, "test_accuracy"] >= 0
+    assert "larger than the" in table.loc[1, "error"]
+    assert set(pd.read_csv(out / "ablation.csv").columns) >= {
+        "cell", "batch_size", "error", "val_accuracy", "test_accuracy", "epochs_run",
+        "wall_seconds", "images_per_s", "peak_rss_mib"}
+    assert (out / "ablation.png").is_file()
+    lines.clear()
+    again = ablate(base, grid, out, test_manifest=tmp_path / "test.csv", log=lines.append)
+    assert "finished earlier, skipped" in lines[0] and "skipped" not in lines[1]
+    assert again.loc[0, "val_accuracy"] == table.loc[0, "val_accuracy"]
+    with pytest.raises(LeukonetError, match="another grid"):
+        ablate(base, parse_grid(["batch_size=8,16"]), out)
+    spec = json.loads((out / "ablation.json").read_text())
+    assert spec["grid"] == {"batch_size": ["8", "5000"]}
+    assert main(["ablate", "--grid", "batch_size=8", "--out", str(tmp_path / "dry"), "--dry-run",
+                 "--manifest", str(tmp_path / "train.csv")]) == 0
+    assert "1 cells" in capsys.readouterr().out and not (tmp_path / "dry").exists()
