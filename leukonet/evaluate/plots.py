@@ -7,7 +7,9 @@ from leukonet import io
 def _pyplot():
     import matplotlib
 
-    matplotlib.use("Agg")  # no display on servers and CI
+    # Headless (servers, CI) unless a notebook's inline backend is already active.
+    if "inline" not in matplotlib.get_backend().lower():
+        matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     return plt

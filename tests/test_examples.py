@@ -1,0 +1,38 @@
+"""The examples and the notebook run (in --smoke mode) so they cannot rot."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+SCRIPTS = sorted(p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("_"))
+pytestmark = pytest.mark.slow
+
+
+def test_every_example_is_listed():
+    assert set(SCRIPTS) == {"quickstart.py", "reproduce_image_batch_ablation.py", "low_data_subsets.py",
+                            "pretrain_then_transfer.py", "multitask_nucleus.py"}
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_example_smoke(script, tmp_path):
+    proc = subprocess.run([sys.executable, str(EXAMPLES / script), "--smoke", "--workdir", str(tmp_path)],
+                          capture_output=True, text=True, timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+
+
+def test_notebook_runs_top_to_bottom(tmp_path):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    nb = nbformat.read(EXAMPLES / "colab_quickstart.ipynb", as_version=4)
+    os.environ["LEUKONET_SMOKE"] = "1"
+    try:
+        nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                                resources={"metadata": {"path": str(tmp_path)}}).execute()
+    finally:
+        del os.environ["LEUKONET_SMOKE"]
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs)  # figures shown inline
