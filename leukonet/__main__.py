@@ -1,4 +1,4 @@
-"""``python -m leukonet``: the same as the ``leukonet`` command."""
-from leukonet.cli import main
+"""python -m leukonet"""
+from leukonet.cli import console
 
-raise SystemExit(main())
+raise SystemExit(console())

@@ -38,5 +38,19 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        print("interrupted", file=sys.stderr)  # fit has logged how to resume
         return 130
+
+
+def console():
+    """The ``leukonet`` executable. After Ctrl-C, exit at once: a data-loader thread still
+    blocked in TensorFlow would otherwise keep the interpreter alive. Every artifact is
+    already written atomically and the run's lock released by then."""
+    import os
+
+    code = main()
+    if code == 130:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    return code

@@ -10,6 +10,7 @@ import math
 import keras
 
 from leukonet import io
+from leukonet.errors import LeukonetError
 
 log = logging.getLogger("leukonet")
 
@@ -34,18 +35,27 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         logs = logs or {}
         value = logs.get(self.monitor)
         model = self.export(self.model) if self.export else self.model
-        with io.atomic_path(self.last_path) as tmp:
-            model.save(tmp)
+        self._save(model, self.last_path)
         state = self._state()
         best = state.get("best_value")
         if value is not None and math.isfinite(value) and (best is None or value < best):
-            with io.atomic_path(self.best_path) as tmp:
-                model.save(tmp)
+            self._save(model, self.best_path)
             state.update(best_value=float(value), best_epoch=epoch + 1)
             log.info("epoch %d: %s improved to %.4f, saved %s", epoch + 1, self.monitor, value,
                      self.best_path.name)
         state["last_epoch"] = epoch + 1
         io.write_json(self.state_path, state)
+
+
+    def _save(self, model, path):
+        try:
+            with io.atomic_path(path) as tmp:
+                model.save(tmp)
+        except OSError as e:
+            # The temporary file is gone and the previous checkpoint untouched.
+            raise LeukonetError(f"{path}: cannot write the checkpoint ({e.strerror or e}); the "
+                                f"previous one is kept; free space, then leukonet fit --resume "
+                                f"{path.parent}") from None
 
 
 class EpochLog(keras.callbacks.Callback):

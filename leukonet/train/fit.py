@@ -33,8 +33,12 @@ def fit(config: FitConfig | None = None, resume=None, verbose=2, **overrides) ->
     image_size = _resolve_size(config, data)
     if resume is None:
         config = config.replace(image_size=list(image_size), run_dir=str(run_dir.path))
-    run_dir.prepare(overwrite=config.overwrite, resume=resume is not None)
-    handler = _log_to(run_dir.log)
+    try:
+        run_dir.prepare(overwrite=config.overwrite, resume=resume is not None)
+        handler = _log_to(run_dir.log)
+    except PermissionError as e:
+        raise LeukonetError(f"{run_dir.path}: cannot write there ({e.strerror}); choose a writable "
+                            "--run-dir") from None
     try:
         if resume is None:
             io.write_json(run_dir.config, config.to_dict())
@@ -45,7 +49,13 @@ def fit(config: FitConfig | None = None, resume=None, verbose=2, **overrides) ->
                  "resuming" if resume else "starting", run_dir.path, len(data["train"]),
                  len(data["val"]), len(data["classes"]), config.backbone, *image_size)
         _warn_overlap(data["train"], data["val"])
+        if resume is not None:
+            _verify_data(run_dir, data)
         _train(config, run_dir, data, image_size, verbose)
+    except KeyboardInterrupt:
+        log.warning("interrupted; the last finished epoch is saved. Continue with: "
+                    "leukonet fit --resume %s", run_dir.path)
+        raise
     finally:
         logging.getLogger("leukonet").removeHandler(handler)
         handler.close()
@@ -53,12 +63,59 @@ def fit(config: FitConfig | None = None, resume=None, verbose=2, **overrides) ->
     return Run(run_dir.path)
 
 
+def _verify_data(run_dir, data):
+    """On resume: the images must be the ones the run started with (same sha1)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from leukonet.data import scan
+    from leukonet.data.images import file_sha1
+
+    frame = pd.concat([data["train"].frame, data["val"].frame])
+    if "sha1" not in frame:
+        return
+
+    def same(item):
+        rel, sha1 = item
+        try:
+            return file_sha1(scan.resolve(data["root"], rel)) == sha1
+        except OSError:
+            return False
+
+    with ThreadPoolExecutor(4) as pool:
+        ok = list(pool.map(same, zip(frame["path"], frame["sha1"])))
+    changed = [p for p, good in zip(frame["path"], ok) if not good]
+    if changed:
+        raise LeukonetError(f"{len(changed)} image(s) changed or missing since {run_dir.path} started "
+                            f"(first: {changed[0]}); restore them, or start a new run")
+
+
+def _trim_history(run_dir, from_epoch):
+    """Drop history rows of epochs that will run again (a kill after the CSV row was
+    written but before the backup was): the resumed history has no repeated epoch."""
+    if run_dir.history.is_file():
+        history = pd.read_csv(run_dir.history)
+        if len(history) and (history["epoch"] >= from_epoch).any():
+            io.write_csv(run_dir.history, history[history["epoch"] < from_epoch])
+
+
+class _CurrentStdout(logging.StreamHandler):
+    """Writes to whatever sys.stdout is now (notebooks and test runners swap it)."""
+
+    @property
+    def stream(self):
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value):
+        pass
+
+
 def _log_to(path):
     logger = logging.getLogger("leukonet")
     logger.setLevel(logging.INFO)
     if not any(isinstance(h, logging.StreamHandler) and getattr(h, "_leukonet", False)
                for h in logger.handlers):
-        console = logging.StreamHandler(sys.stdout)
+        console = _CurrentStdout()
         console.setFormatter(logging.Formatter("%(message)s"))
         console._leukonet = True
         logger.addHandler(console)
@@ -219,10 +276,12 @@ def _callbacks(config, run_dir, stage, monitor, export=None):
 
     from leukonet.train.callbacks import AtomicCheckpoint, EpochLog
 
+    # CSVLogger before BackupAndRestore: a kill between the two repeats an epoch (and
+    # _trim_history drops its row) instead of leaving a gap.
     callbacks = [
-        keras.callbacks.BackupAndRestore(str(run_dir.backup / f"stage{stage}")),
-        AtomicCheckpoint(run_dir.model, run_dir.last, run_dir.state, monitor=monitor, export=export),
         keras.callbacks.CSVLogger(str(run_dir.history), append=True),
+        keras.callbacks.BackupAndRestore(str(run_dir.backup / f"stage{stage}"), double_checkpoint=True),
+        AtomicCheckpoint(run_dir.model, run_dir.last, run_dir.state, monitor=monitor, export=export),
         keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=config.lr_factor,
                                           patience=config.lr_patience, verbose=0),
         keras.callbacks.EarlyStopping(monitor=monitor, patience=config.stop_patience),
@@ -287,6 +346,7 @@ def _train(config, run_dir, data, image_size, verbose):
             log.info("stage %d: %s, lr %g, epochs %d-%d", s["stage"],
                      "backbone frozen" if s["frozen"] else f"fine-tuning (unfreeze {config.unfreeze})",
                      s["lr"], initial_epoch + 1, s["epochs"])
+        _trim_history(run_dir, _restored_epoch(run_dir, s["stage"], initial_epoch))
         guard = NanGuard()
         model.fit(train, validation_data=val, epochs=s["epochs"], initial_epoch=initial_epoch,
                   callbacks=_callbacks(config, run_dir, s["stage"], monitor) + [guard],
@@ -341,6 +401,7 @@ def _train_cached(config, run_dir, data, model, train, val, aux_classes, class_w
     train_f = F.FeatureLoader(train_paths, train._targets, len(train.paths), config.batch_size,
                               shuffle=True, seed=config.seed)
     val_f = F.FeatureLoader(val_paths, val._targets, len(val.paths), config.batch_size)
+    _trim_history(run_dir, _restored_epoch(run_dir, 1, 0))
     guard = NanGuard()
     head.fit(train_f, validation_data=val_f, epochs=config.epochs, verbose=verbose,
              callbacks=_callbacks(config, run_dir, 1, "val_loss",
@@ -351,6 +412,16 @@ def _train_cached(config, run_dir, data, model, train, val, aux_classes, class_w
         raise LeukonetError(f"loss became NaN; training stopped (best checkpoint: epoch "
                             f"{state.get('best_epoch')}); lower --lr")
     _final_metrics(run_dir, val, state, time.perf_counter() - start, data)
+
+
+def _restored_epoch(run_dir, stage, default):
+    """The epoch BackupAndRestore will resume this stage from."""
+    meta = run_dir.backup / f"stage{stage}" / "training_metadata.json"
+    if meta.is_file():
+        import json
+
+        return int(json.loads(meta.read_text())["epoch"])
+    return default
 
 
 def _copy_weights(path, model):

@@ -152,7 +152,16 @@ def load_model(path):
     path = Path(path)
     if not path.is_file():
         raise LeukonetError(f"{path}: no model here (did the run finish an epoch?)")
-    return keras.saving.load_model(path, safe_mode=True)
+    try:
+        # safe_mode=True always: a .keras file must not run code it carries.
+        return keras.saving.load_model(path, safe_mode=True)
+    except ValueError as e:
+        if "Lambda" in str(e) or "safe_mode" in str(e):
+            raise LeukonetError(f"{path}: refused: the model holds a Lambda layer (code inside the "
+                                "file); leukonet loads models in Keras safe mode only") from None
+        raise LeukonetError(f"{path}: cannot load the model ({str(e).splitlines()[0]})") from None
+    except (OSError, KeyError) as e:
+        raise LeukonetError(f"{path}: not a readable .keras model ({e})") from None
 
 
 def load_run(path) -> Run:
