@@ -14,27 +14,31 @@ from leukonet.errors import LeukonetError
 STRATEGIES = ("default", "mirrored", "multiworker", "tpu")
 
 
-def strategy_scope(name="default"):
-    """A context manager to build and compile the model under."""
+def make_strategy(name="default"):
+    """The tf.distribute strategy for ``--strategy`` (None for ``default``). Make it once
+    per run: variables built under one strategy object cannot meet another's."""
     if name not in STRATEGIES:
         raise LeukonetError(f"unknown --strategy {name!r}; choose one of: {', '.join(STRATEGIES)}")
     if name == "default":
-        return contextlib.nullcontext()
+        return None
     if keras.backend.backend() != "tensorflow":
         raise LeukonetError(f"--strategy {name} needs KERAS_BACKEND=tensorflow "
                             f"(now {keras.backend.backend()}); use --strategy default")
     import tensorflow as tf
 
     if name == "mirrored":
-        strategy = tf.distribute.MirroredStrategy()
-    elif name == "multiworker":
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
-    else:
-        resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
-        tf.config.experimental_connect_to_cluster(resolver)
-        tf.tpu.experimental.initialize_tpu_system(resolver)
-        strategy = tf.distribute.TPUStrategy(resolver)
-    return strategy.scope()
+        return tf.distribute.MirroredStrategy()
+    if name == "multiworker":
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
+    tf.config.experimental_connect_to_cluster(resolver)
+    tf.tpu.experimental.initialize_tpu_system(resolver)
+    return tf.distribute.TPUStrategy(resolver)
+
+
+def strategy_scope(strategy):
+    """A context manager to build and compile the model under."""
+    return contextlib.nullcontext() if strategy is None else strategy.scope()
 
 
 def gradient(fn, x):

@@ -50,7 +50,7 @@ def apply_policy(policy, images: np.ndarray, seed: int) -> np.ndarray:
         return x
     x = ops.convert_to_tensor(x)
     for k, layer in enumerate(policy):
-        t = layer.get_random_transformation(x, training=True, seed=int(seed) * 31 + k)
+        t = layer.get_random_transformation(x, training=True, seed=(int(seed) * 31 + k) % (2**31 - 1))
         x = layer.transform_images(x, t, training=True)
     return np.clip(ops.convert_to_numpy(x), 0, 255).astype(np.float32)
 

@@ -299,14 +299,15 @@ def _train(config, run_dir, data, image_size, verbose):
 
     from leukonet.models.build import BACKBONE_LAYER, build_model
     from leukonet.train.callbacks import NanGuard
-    from leukonet.tf_only import strategy_scope
+    from leukonet.tf_only import make_strategy, strategy_scope
 
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
+    strategy = make_strategy(config.strategy)
     train, val, aux_classes = _loaders(config, data, image_size)
     class_weight = _class_weight(config, data, aux_classes)
-    with strategy_scope(config.strategy):
+    with strategy_scope(strategy):
         model = build_model(config, len(data["classes"]), image_size, aux_classes=aux_classes)
     io.write_text(run_dir.summary, _summary(model, config, data, image_size))
     if config.cache_features:
@@ -334,7 +335,7 @@ def _train(config, run_dir, data, image_size, verbose):
             if run_dir.last.is_file():
                 _copy_weights(run_dir.last, model)
             continue
-        with strategy_scope(config.strategy):
+        with strategy_scope(strategy):
             if s["frozen"]:
                 model.get_layer(BACKBONE_LAYER).trainable = False
             elif two_stage:
