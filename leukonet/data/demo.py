@@ -7,6 +7,7 @@ for the manifest's grouping to find, like the public blood-cells set. It exists 
 built-in main job (`leukonet fit --demo`) and the tests; nothing about it is medical.
 """
 import json
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -36,7 +37,7 @@ Parameters: demo.json.
 def _cell(rng, label, size):
     """Draw one source cell of class ``label`` as an RGB image (width, height = size)."""
     w, h = size
-    tint = rng.uniform(-25, 25, 3)
+    tint = rng.uniform(-14, 14) + rng.uniform(-10, 10, 3)  # brightness + a slight hue
     bg = np.clip(np.array([232, 205, 212]) + tint, 0, 255)
     img = Image.new("RGB", (w, h), tuple(int(c) for c in bg))
     draw = ImageDraw.Draw(img)
@@ -55,8 +56,8 @@ def _cell(rng, label, size):
     elif label == "synthetic_monocyte":
         r = rng.uniform(0.36, 0.40) * h
         _disc(draw, cx, cy, r, (175, 175, 205))
-        _disc(draw, cx, cy, r * 0.6, nucleus)
-        bite = r * 0.35  # a kidney-shaped nucleus: a disc with a bite taken out
+        _disc(draw, cx, cy, r * 0.62, nucleus, ry=r * 0.52)
+        bite = r * 0.35  # a kidney-shaped nucleus: an ellipse with a bite taken out
         _disc(draw, cx + r * 0.45, cy - r * 0.1, bite, (175, 175, 205))
     elif label == "synthetic_eosinophil":
         r = rng.uniform(0.32, 0.36) * h
@@ -64,8 +65,8 @@ def _cell(rng, label, size):
         for _ in range(60):  # orange-red granules
             a, d = rng.uniform(0, 2 * np.pi), rng.uniform(0, r * 0.95)
             _disc(draw, cx + d * np.cos(a), cy + d * np.sin(a), 1.2 * _SCALE, (215, 80, 50))
-        for side in (-1, 1):  # bilobed nucleus
-            _disc(draw, cx + side * r * 0.38, cy, r * 0.36, nucleus)
+        for side in (-1, 1):  # bilobed nucleus: two overlapping ellipses
+            _disc(draw, cx + side * r * 0.34, cy, r * 0.38, nucleus, ry=r * 0.31)
     else:  # neutrophil: 3-5 small lobes joined by strands in pale lilac cytoplasm
         r = rng.uniform(0.32, 0.36) * h
         _disc(draw, cx, cy, r, (225, 190, 225))
@@ -92,8 +93,9 @@ def _cell(rng, label, size):
     return Image.composite(img, Image.new("RGB", (w, h)), mask)
 
 
-def _disc(draw, x, y, r, fill):
-    draw.ellipse([x - r, y - r, x + r, y + r], fill=tuple(int(c) for c in fill))
+def _disc(draw, x, y, r, fill, ry=None):
+    ry = r if ry is None else ry
+    draw.ellipse([x - r, y - ry, x + r, y + ry], fill=tuple(int(c) for c in fill))
 
 
 def _augment(img, rng):
@@ -122,11 +124,20 @@ def make_demo_data(root, sources_per_class=(24, 6), copies_per_source=5, image_s
     ``copies_per_source`` augmented copies; ``image_size = (height, width)``.
     """
     root = Path(root)
-    params = dict(sources_per_class=list(sources_per_class), copies_per_source=copies_per_source,
-                  image_size=list(image_size), seed=seed, classes=list(DEMO_CLASSES))
+    _check(sources_per_class, copies_per_source, image_size)
+    params = dict(sources_per_class=[int(n) for n in sources_per_class],
+                  copies_per_source=int(copies_per_source),
+                  image_size=[int(n) for n in image_size], seed=int(seed),
+                  classes=list(DEMO_CLASSES))
     stamp = root / "demo.json"
+    if root.exists() and not root.is_dir():
+        raise LeukonetError(f"{root}: exists and is not a folder; choose another folder")
     if stamp.is_file():
-        if json.loads(stamp.read_text(encoding="utf-8")) == params:
+        try:
+            same = json.loads(stamp.read_text(encoding="utf-8")) == params
+        except (OSError, ValueError):  # unreadable stamp: treat as other settings
+            same = False
+        if same:
             return root
         if not overwrite:
             raise LeukonetError(f"{root}: holds demo data made with other settings; pass "
@@ -138,17 +149,37 @@ def make_demo_data(root, sources_per_class=(24, 6), copies_per_source=5, image_s
     # Built in a temporary folder beside root and renamed into place: a killed run
     # never leaves a half data set that looks complete.
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", dir=root.parent))
+    old = None
     try:
+        umask = os.umask(0)  # mkdtemp makes 0700; give root a plain mkdir's permissions
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
         rows = _draw_all(tmp, sources_per_class, copies_per_source, image_size, seed)
         io.write_csv(tmp / "families.csv", pd.DataFrame(rows))
         io.write_text(tmp / "README.txt", _README)
         io.write_json(tmp / "demo.json", params)
-        if root.exists():
-            shutil.rmtree(root)
+        if root.exists():  # move the old set aside first: root is never half deleted
+            old = Path(tempfile.mkdtemp(prefix=f".{root.name}.old.", dir=root.parent))
+            root.rename(old / "data")
         tmp.rename(root)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        for leftover in (tmp, old):
+            if leftover is not None:
+                shutil.rmtree(leftover, ignore_errors=True)
     return root
+
+
+def _check(sources_per_class, copies_per_source, image_size):
+    def ints(v, n, low):
+        return (len(v) == n and all(isinstance(x, (int, np.integer)) and x >= low for x in v))
+
+    if not ints(tuple(sources_per_class), 2, 0) or sum(sources_per_class) == 0:
+        raise LeukonetError(f"sources_per_class={sources_per_class!r}: give two counts "
+                            "(train, test) of source cells per class, not both 0")
+    if not ints((copies_per_source,), 1, 1):
+        raise LeukonetError(f"copies_per_source={copies_per_source!r}: give a whole number >= 1")
+    if not ints(tuple(image_size), 2, 16):  # below 16 px the cells are unrecognisable
+        raise LeukonetError(f"image_size={image_size!r}: give (height, width), each >= 16")
 
 
 def _draw_all(out, sources_per_class, copies, image_size, seed):

@@ -161,10 +161,18 @@ def test_second_fit_into_a_locked_run_dir(demo, tmp_path, capsys):
         sleeper.kill()
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write into read-only folders")
-def test_read_only_output_directory(demo, tmp_path, capsys):
+def test_read_only_output_directory(demo, tmp_path, capsys, monkeypatch):
     (tmp_path / "ro").mkdir()
     (tmp_path / "ro").chmod(0o500)
+    if os.geteuid() == 0:  # root writes anywhere: make the folder refuse as it would a user
+        real_mkdir = type(tmp_path).mkdir
+
+        def refuse(self, *a, **k):
+            if str(self).startswith(str(tmp_path / "ro")):
+                raise PermissionError(13, "Permission denied", str(self))
+            return real_mkdir(self, *a, **k)
+
+        monkeypatch.setattr(type(tmp_path), "mkdir", refuse)
     try:
         _one_line_error(capsys, main(_fit_args(demo, tmp_path / "ro" / "run")), "cannot write there")
     finally:

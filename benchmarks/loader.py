@@ -1,0 +1,149 @@
+"""Benchmark: images/s of leukonet's loader against the Keras baselines, same files.
+
+    python benchmarks/loader.py [--root .../blood-cells/images/TRAIN] [--quick]
+
+Rows: leukonet ManifestLoader (threads, JPEG draft decoding; with and without
+augmentation; with --cache-dir cold then warm); keras.utils.image_dataset_from_directory
+(tf.data); tf.keras ImageDataGenerator.flow_from_dataframe (what the published Keras work
+used); and a tight decode+resize loop with the same threads (the ceiling). Each is run
+--repeats times; the median is reported. Writes benchmarks/results/loader.json.
+Not a test: nothing here asserts a time.
+"""
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+DEFAULT = HERE.parent.parent / "shared" / "datasets" / "blood-cells" / "images" / "TRAIN"
+
+
+def _frame(root, limit):
+    rows = [dict(path=p.relative_to(root).as_posix(), label=p.parent.name)
+            for p in sorted(root.glob("*/*")) if p.suffix.lower() in (".jpg", ".jpeg", ".png")]
+    frame = pd.DataFrame(rows)
+    if limit:
+        frame = frame.groupby("label", group_keys=False).head(limit // frame["label"].nunique())
+    classes = sorted(frame["label"].unique())
+    frame["label_index"] = frame["label"].map(classes.index)
+    return frame.reset_index(drop=True)
+
+
+def leukonet_loader(frame, root, size, batch, workers, augment=False, cache_dir=None):
+    from leukonet.data.augment import build_policy
+    from leukonet.data.loader import ManifestLoader
+
+    loader = ManifestLoader(frame.assign(sha1=frame["path"]), root, size, batch, shuffle=True,
+                            policy=build_policy() if augment else None, workers=workers,
+                            cache_dir=cache_dir)
+    # What Keras' PyDataset enqueuer does with `workers` threads.
+    with ThreadPoolExecutor(workers) as pool:
+        for _ in pool.map(loader.__getitem__, range(len(loader))):
+            pass
+
+
+def tight_loop(frame, root, size, batch, workers):
+    from PIL import Image
+
+    def one(rel):
+        img = Image.open(root / rel)
+        img.draft("RGB", (size[1], size[0]))
+        return np.asarray(img.convert("RGB").resize((size[1], size[0]), Image.BILINEAR))
+
+    with ThreadPoolExecutor(workers) as pool:
+        for start in range(0, len(frame), batch):
+            np.stack(list(pool.map(one, frame["path"][start:start + batch])))
+
+
+def keras_directory(frame, root, size, batch, workers, tmp):
+    import keras
+
+    link = Path(tmp) / "tree"
+    if not link.exists():  # the same files, through a tree holding only the sampled ones
+        for rel in frame["path"]:
+            (link / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(root / rel, link / rel)
+    ds = keras.utils.image_dataset_from_directory(link, image_size=tuple(size), batch_size=batch,
+                                                  shuffle=True, seed=0, verbose=False)
+    for _ in ds:
+        pass
+
+
+def image_data_generator(frame, root, size, batch, workers):
+    import tensorflow as tf
+
+    gen = tf.keras.preprocessing.image.ImageDataGenerator()
+    it = gen.flow_from_dataframe(frame.assign(filename=[str(root / p) for p in frame["path"]]),
+                                 x_col="filename", y_col="label", target_size=tuple(size),
+                                 batch_size=batch, shuffle=True, seed=0)
+    for _ in range(len(it)):
+        next(it)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--root", default=str(DEFAULT))
+    p.add_argument("--quick", action="store_true", help="256 images, 1 repeat: checks the script runs")
+    p.add_argument("--limit", type=int, default=0, help="images (0: all)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--workers", type=int, default=2)
+    args = p.parse_args()
+    root = Path(args.root)
+    if not root.is_dir():
+        raise SystemExit(f"{root}: not found; pass --root (the blood-cells TRAIN folder)")
+    limit, repeats = (256, 1) if args.quick else (args.limit, args.repeats)
+    frame = _frame(root, limit)
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for size in ([240, 320], [120, 160]):
+            cache = Path(tmp) / f"cache{size[0]}"
+            cases = [
+                ("tight decode+resize loop (ceiling)", lambda: tight_loop(frame, root, size, args.batch, args.workers)),
+                ("leukonet loader", lambda: leukonet_loader(frame, root, size, args.batch, args.workers)),
+                ("leukonet loader + augmentation", lambda: leukonet_loader(frame, root, size, args.batch, args.workers, True)),
+                ("keras image_dataset_from_directory", lambda: keras_directory(frame, root, size, args.batch, args.workers, tmp)),
+                ("tf.keras ImageDataGenerator", lambda: image_data_generator(frame, root, size, args.batch, args.workers)),
+            ]
+            for name, fn in cases:
+                times = []
+                for _ in range(repeats):
+                    start = time.perf_counter()
+                    fn()
+                    times.append(time.perf_counter() - start)
+                results.append(dict(size=f"{size[0]}x{size[1]}", loader=name, images=len(frame),
+                                    images_per_s=round(len(frame) / statistics.median(times), 1)))
+                print(f"{results[-1]['size']:8} {name:40} {results[-1]['images_per_s']:8.1f} img/s", flush=True)
+            for label in ("cold", "warm"):
+                start = time.perf_counter()
+                leukonet_loader(frame, root, size, args.batch, args.workers, cache_dir=cache)
+                results.append(dict(size=f"{size[0]}x{size[1]}", loader=f"leukonet loader, cache {label}",
+                                    images=len(frame), images_per_s=round(len(frame) / (time.perf_counter() - start), 1)))
+                print(f"{results[-1]['size']:8} {results[-1]['loader']:40} {results[-1]['images_per_s']:8.1f} img/s")
+    table = pd.DataFrame(results)
+    ratios = []
+    for size, part in table.groupby("size"):
+        speed = part.set_index("loader")["images_per_s"]
+        ratios.append(dict(size=size,
+                           vs_image_dataset_from_directory=round(speed["leukonet loader"] / speed["keras image_dataset_from_directory"], 2),
+                           vs_ImageDataGenerator=round(speed["leukonet loader"] / speed["tf.keras ImageDataGenerator"], 2),
+                           share_of_ceiling=round(speed["leukonet loader"] / speed["tight decode+resize loop (ceiling)"], 2)))
+    print(pd.DataFrame(ratios).to_string(index=False))
+    if not args.quick:
+        from leukonet import io
+
+        io.write_json(HERE / "results" / "loader.json", dict(
+            machine=f"{os.cpu_count()} CPUs", workers=args.workers, batch=args.batch, repeats=repeats,
+            rows=results, ratios=ratios, date=time.strftime("%Y-%m-%d")))
+        print(f"wrote {HERE / 'results' / 'loader.json'}")
+
+
+if __name__ == "__main__":
+    main()
