@@ -144,9 +144,14 @@ def ablate(base, grid, out, zip_axes=False, test_manifest=None, overwrite=False,
     spec = dict(grid={a: [_value_text(v) for v in vals] for a, vals in grid.items()}, zip=zip_axes,
                 base=base.to_dict(), test_manifest=str(test_manifest) if test_manifest else None)
     stamp = out / "ablation.json"
-    if stamp.is_file() and json.loads(stamp.read_text()) != spec and not overwrite:
-        raise LeukonetError(f"{out}: holds an ablation with another grid or base options; pass "
-                            "--overwrite or choose another --out")
+    if stamp.is_file() and not overwrite:
+        old = json.loads(stamp.read_text())
+        differ = [k for k in ("grid", "zip", "test_manifest") if old.get(k) != spec[k]]
+        differ += [f"--{k.replace('_', '-')}" for k, v in spec["base"].items()
+                   if old.get("base", {}).get(k) != v]
+        if differ:
+            raise LeukonetError(f"{out}: holds an ablation with another grid or options "
+                                f"({', '.join(differ)}); pass --overwrite or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
     io.write_json(stamp, spec)
     rows = []

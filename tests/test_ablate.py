@@ -1,4 +1,5 @@
 import json
+import os
 
 import pandas as pd
 import pytest
@@ -75,3 +76,42 @@ def test_ablation_runs_records_failures_and_resumes(tmp_path, capsys):
     assert main(["ablate", "--grid", "batch_size=8", "--out", str(tmp_path / "dry"), "--dry-run",
                  "--manifest", str(tmp_path / "train.csv")]) == 0
     assert "1 cells" in capsys.readouterr().out and not (tmp_path / "dry").exists()
+
+
+@pytest.mark.slow
+def test_killed_ablation_resumes_and_skips_finished_cells(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    root = make_demo_data(tmp_path / "data", sources_per_class=(6, 2), copies_per_source=3,
+                          image_size=(30, 40))
+    m = Manifest.from_folder(root).dedup().group()
+    for name, part in m.split(val=0.25, seed=0).items():
+        part.to_csv(tmp_path / f"{name}.csv", overwrite=True, rejects=False)
+    out = tmp_path / "abl"
+    args = [sys.executable, "-m", "leukonet", "ablate", "--grid", "lr=0.003,0.001,0.0003", "--out", str(out),
+            "--manifest", str(tmp_path / "train.csv"), "--val-manifest", str(tmp_path / "val.csv"),
+            "--data-root", str(root), "--image-size", "30x40", "--backbone", "simple_cnn", "--head", "gap",
+            "--weights", "none", "--epochs", "1", "--batch-size", "8", "--workers", "1"]
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        cells = sorted(out.glob("cell000_*")) if out.exists() else []
+        if cells and (cells[0] / "metrics.json").is_file():
+            break
+        time.sleep(0.3)
+    os.killpg(proc.pid, signal.SIGKILL)  # the ablation and the cell it is running
+    proc.wait()
+    done_before = {p.name for p in out.glob("cell*") if (p / "metrics.json").is_file()}
+    assert done_before and len(done_before) < 3
+    lines = []
+    # the options the command line gave, now through the API
+    base = FitConfig(manifest=str(tmp_path / "train.csv"), val_manifest=str(tmp_path / "val.csv"),
+                     data_root=str(root), image_size=[30, 40], backbone="simple_cnn", head="gap",
+                     weights="none", epochs=1, batch_size=8, workers=1)
+    table = ablate(base, parse_grid(["lr=0.003,0.001,0.0003"]), out, log=lines.append)
+    skipped = [l for l in lines if "finished earlier, skipped" in l]
+    assert len(skipped) == len(done_before)
+    assert table["val_accuracy"].notna().all() and len(table) == 3
