@@ -24,6 +24,7 @@ class FitConfig:
     workers: int = 2
     cache_dir: str | None = None
     skip_bad_images: bool = False
+    nucleus_crop: float = 0.0  # >0: square crop, this fraction of the short side, on the nucleus
     # augmentation (training batches only); 0 switches one off
     rotate: float = 180.0  # degrees, +-; cells have no "up"
     flip: bool = True
@@ -46,6 +47,7 @@ class FitConfig:
     lr: float = 1e-4
     lr_patience: int = 3
     lr_factor: float = 0.2
+    lr_schedule: str = "plateau"  # plateau (ReduceLROnPlateau) | cosine (decay to 0 per stage)
     stop_patience: int = 8
     freeze_epochs: int = 0  # >0: head only for that many epochs, then fine-tune
     unfreeze: float = 1.0  # fine-tuning: fraction (<=1) or number (>1) of top backbone layers
@@ -55,6 +57,7 @@ class FitConfig:
     feature_views: int = 1  # augmented views cached per training image (view 0: clean)
     class_weight: str | None = None  # None | "balanced"
     label_smoothing: float = 0.0
+    precise_bn: int = 0  # >0: BatchNorm statistics re-estimated on this many clean batches per epoch
     mixed_precision: bool = False
     jit: bool = False
     seed: int = 0

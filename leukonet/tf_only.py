@@ -29,11 +29,35 @@ def make_strategy(name="default"):
     if name == "mirrored":
         return tf.distribute.MirroredStrategy()
     if name == "multiworker":
-        return tf.distribute.MultiWorkerMirroredStrategy()
+        return _multiworker_strategy(tf)
     resolver = tf.distribute.cluster_resolver.TPUClusterResolver()
     tf.config.experimental_connect_to_cluster(resolver)
     tf.tpu.experimental.initialize_tpu_system(resolver)
     return tf.distribute.TPUStrategy(resolver)
+
+
+def _multiworker_strategy(tf):
+    """MultiWorkerMirroredStrategy whose ``reduce`` accepts nested values.
+
+    Two Keras 3.15 calls break the plain strategy (found by tests/test_backends.py): fit
+    reduces the whole first (x, y) batch to build the model ("unsupported type PerReplica":
+    the collective strategy does not map over tuples, MirroredStrategy does), and it
+    averages scalar metrics with ``axis=0`` ("Invalid reduction dimension 0"). Reducing
+    element by element, scalars over replicas only, is what Keras means in both.
+    """
+    from keras import tree
+
+    class _MultiWorkerMirrored(tf.distribute.MultiWorkerMirroredStrategy):
+        def reduce(self, reduce_op, value, axis):
+            base = super().reduce
+
+            def one(v):
+                rank = self.experimental_local_results(v)[0].shape.rank
+                return base(reduce_op, v, None if rank == 0 else axis)
+
+            return tree.map_structure(one, value)
+
+    return _MultiWorkerMirrored()
 
 
 def strategy_scope(strategy):

@@ -10,6 +10,8 @@ def add_parser(sub):
     p.add_argument("--samples", type=int, default=6, help="rows: images from the manifest")
     p.add_argument("--views", type=int, default=5, help="augmented views per image")
     p.add_argument("--image-size", default="120x160")
+    p.add_argument("--nucleus-crop", type=float, default=0.0, help="crop around the nucleus first "
+                   "(fraction of the short side), as fit --nucleus-crop")
     p.add_argument("--seed", type=int, default=0)
     defaults = FitConfig()
     p.add_argument("--rotate", type=float, default=defaults.rotate)
@@ -29,7 +31,8 @@ def run(args):
 
     m = Manifest.read_csv(args.manifest)
     rows = np.random.default_rng(args.seed).choice(len(m), min(args.samples, len(m)), replace=False)
-    loader = ManifestLoader(m.frame, args.data_root, parse_size(args.image_size), batch_size=1)
+    loader = ManifestLoader(m.frame, args.data_root, parse_size(args.image_size), batch_size=1,
+                            nucleus_crop=args.nucleus_crop)
     policy = build_policy(args.rotate, args.flip, args.zoom, args.shift, args.brightness,
                           args.contrast, args.hue, args.saturation)
     grid = []

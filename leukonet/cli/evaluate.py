@@ -23,6 +23,8 @@ def add_parser(sub):
                    help="below this, a cell counts as 'uncertain'")
     p.add_argument("--tta", type=int, default=0)
     p.add_argument("--image-size", help="HxW, for a bare .keras file (default: its input size)")
+    p.add_argument("--nucleus-crop", type=float, help="for a bare .keras file trained with "
+                   "--nucleus-crop: the same fraction (a run directory knows its own)")
     p.set_defaults(func=predict)
 
     x = sub.add_parser("explain", help="Grad-CAM heatmaps over images")
@@ -78,6 +80,7 @@ def predict(args):
     if p.is_dir():
         run = _run(p)
         model, classes, size = run.model, run.classes, run.config.image_size
+        crop = run.config.nucleus_crop
     else:
         import json
 
@@ -89,8 +92,10 @@ def predict(args):
         classes = (json.loads(sidecar.read_text())["classes"] if sidecar.is_file()
                    else [f"class_{i}" for i in range(n or 0)])
         size = parse_size(args.image_size) if args.image_size else list(model.input_shape[1:3])
+        crop = args.nucleus_crop or 0.0
     table = predict_with(model, classes, size, images=args.images, manifest=args.manifest,
-                         data_root=args.data_root, tta=args.tta, min_confidence=args.min_confidence)
+                         data_root=args.data_root, tta=args.tta, min_confidence=args.min_confidence,
+                         nucleus_crop=crop)
     out = Path(args.output)
     io.write_csv(out, table)
     counts = differential_count(table, classes)

@@ -31,6 +31,8 @@ def add_parser(sub):
 def add_fit_arguments(p):
     """The options a run is made of (shared with `leukonet ablate`)."""
     p.add_argument("--config", help="a config.json (e.g. from an earlier run) to start from")
+    p.add_argument("--preset", help="a named recipe to start from (see leukonet.presets), "
+                   "e.g. blood-cells-cpu; flags given override it")
     d = p.add_argument_group("data")
     d.add_argument("--manifest", help="training manifest CSV (its split column may hold train/val)")
     d.add_argument("--data-root", help="folder the manifest paths are relative to")
@@ -43,6 +45,8 @@ def add_fit_arguments(p):
     d.add_argument("--cache-dir", help="keep decoded, resized pixels here for later epochs")
     d.add_argument("--skip-bad-images", action="store_true", default=None,
                    help="skip unreadable images met mid-epoch and list them at the end")
+    d.add_argument("--nucleus-crop", type=float, metavar="FRACTION", help="crop a square of this "
+                   "fraction of the short side around the stained nucleus before resizing (e.g. 0.83)")
     a = p.add_argument_group("augmentation (training only; 0 turns one off)")
     a.add_argument("--rotate", type=float, help=f"max degrees (default {_DEFAULTS.rotate})")
     _bool_pair(a, "flip", True, "horizontal and vertical flips (default on)")
@@ -62,6 +66,8 @@ def add_fit_arguments(p):
     t.add_argument("--lr", type=float)
     t.add_argument("--lr-patience", type=int)
     t.add_argument("--lr-factor", type=float)
+    t.add_argument("--lr-schedule", choices=["plateau", "cosine"], help="plateau: ReduceLROnPlateau "
+                   "(default); cosine: decay to 0 over the epochs")
     t.add_argument("--stop-patience", type=int)
     t.add_argument("--freeze-epochs", type=int, help="train the head only for N epochs first")
     t.add_argument("--unfreeze", type=float, help="then fine-tune this fraction (<=1) or number "
@@ -74,6 +80,8 @@ def add_fit_arguments(p):
     t.add_argument("--feature-views", type=int, help="augmented views cached per image (default 1)")
     t.add_argument("--class-weight", choices=["balanced"])
     t.add_argument("--label-smoothing", type=float)
+    t.add_argument("--precise-bn", type=int, metavar="BATCHES", help="re-estimate BatchNorm "
+                   "statistics on this many clean training batches before each validation")
     t.add_argument("--mixed-precision", action="store_true", default=None)
     t.add_argument("--jit", action="store_true", default=None)
     t.add_argument("--seed", type=int)
@@ -82,11 +90,23 @@ def add_fit_arguments(p):
 
 def base_config(args):
     """FitConfig from --config (if any) plus the flags given."""
-    config = FitConfig.read(args.config).replace(run_dir=None, overwrite=False) if args.config else FitConfig()
-    return config.replace(**_overrides(args))
+    return _start_config(args).replace(**_overrides(args))
 
 
-_NOT_CONFIG = {"func", "command", "demo", "resume", "config", "grid", "zip", "out", "dry_run",
+def _start_config(args):
+    """The config flags apply on top of: --config, else --preset, else the defaults."""
+    from leukonet.presets import preset_config
+
+    if args.config and args.preset:
+        raise LeukonetError("give --config or --preset, not both")
+    if args.config:
+        return FitConfig.read(args.config).replace(run_dir=None, overwrite=False)
+    if args.preset:
+        return preset_config(args.preset)
+    return FitConfig()
+
+
+_NOT_CONFIG = {"func", "command", "demo", "resume", "config", "preset", "grid", "zip", "out", "dry_run",
                "test_manifest", "overwrite_ablation"}
 
 
@@ -118,7 +138,7 @@ def run(args):
 
     if args.resume:
         given = _overrides(args)
-        if given or args.demo or args.config:
+        if given or args.demo or args.config or args.preset:
             raise LeukonetError("--resume takes no other flags: the run's config.json holds them")
         result = fit(resume=args.resume)
     else:
@@ -126,10 +146,8 @@ def run(args):
             from leukonet.train.demo import demo_config
 
             config = demo_config()
-        elif args.config:
-            config = FitConfig.read(args.config).replace(run_dir=None, overwrite=False)
         else:
-            config = FitConfig()
+            config = _start_config(args)
         result = fit(config.replace(**_overrides(args)))
     acc = result.metrics.get("val_accuracy")
     print(f"run: {result.path}  validation accuracy: {acc:.4f}" + (

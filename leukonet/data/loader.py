@@ -12,7 +12,7 @@ import keras
 import numpy as np
 
 from leukonet import io
-from leukonet.data import augment, images, scan
+from leukonet.data import augment, crop, images, scan
 from leukonet.errors import ImageError, LeukonetError
 
 
@@ -26,7 +26,8 @@ class ManifestLoader(keras.utils.PyDataset):
 
     def __init__(self, frame, root, image_size, batch_size=32, num_classes=None, shuffle=False,
                  seed=0, policy=None, aux=None, cache_dir=None, skip_bad_images=False,
-                 workers=2, max_queue_size=4, max_pixels=images.DEFAULT_MAX_PIXELS):
+                 workers=2, max_queue_size=4, max_pixels=images.DEFAULT_MAX_PIXELS,
+                 nucleus_crop=0.0):
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=max_queue_size)
         self.paths = frame["path"].tolist()
         self.sha1 = frame["sha1"].tolist() if "sha1" in frame else [None] * len(frame)
@@ -37,7 +38,14 @@ class ManifestLoader(keras.utils.PyDataset):
         self.num_classes = int(num_classes or self.labels.max() + 1)
         self.shuffle, self.seed, self.policy = shuffle, int(seed), policy or []
         self.aux = aux  # (name, aux index per row, number of aux classes) or None
-        self.cache_dir = Path(cache_dir) / "x".join(map(str, self.image_size)) if cache_dir else None
+        # >0: crop a square of this fraction of the short side around the nucleus first
+        self.nucleus_crop = float(nucleus_crop or 0.0)
+        if not 0 <= self.nucleus_crop <= 1:
+            raise LeukonetError(f"--nucleus-crop {nucleus_crop}: expected a fraction in (0, 1], or 0 for none")
+        size_key = "x".join(map(str, self.image_size))
+        if self.nucleus_crop:
+            size_key += f"-nucleus{self.nucleus_crop:g}"  # cropped pixels never mix with plain ones
+        self.cache_dir = Path(cache_dir) / size_key if cache_dir else None
         self.skip_bad_images = skip_bad_images
         self.max_pixels = max_pixels
         self.bad = {}  # path -> reason, for --skip-bad-images
@@ -70,8 +78,12 @@ class ManifestLoader(keras.utils.PyDataset):
                 except (OSError, ValueError):
                     pass  # a damaged cache entry: decode again and rewrite it
         path = scan.resolve(self.root, self.paths[i])
-        rgb = images.resize_rgb(images.open_rgb(path, self.max_pixels, draft=self.image_size),
-                                self.image_size)
+        if self.nucleus_crop:
+            # no JPEG draft: the crop must come from full-resolution pixels
+            rgb = crop.crop_nucleus(images.open_rgb(path, self.max_pixels), self.nucleus_crop)
+        else:
+            rgb = images.open_rgb(path, self.max_pixels, draft=self.image_size)
+        rgb = images.resize_rgb(rgb, self.image_size)
         if cached is not None:
             with io.atomic_path(cached) as tmp:
                 np.save(tmp, rgb)

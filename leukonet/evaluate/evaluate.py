@@ -55,7 +55,8 @@ def evaluate(run, manifest, data_root, tta=0, batch_size=None, figures=True, out
     if not Path(data_root).is_dir():
         raise LeukonetError(f"--data-root {data_root}: no such folder")
     loader = ManifestLoader(frame, data_root, config.image_size, batch_size or config.batch_size,
-                            num_classes=len(classes), skip_bad_images=True, workers=1)
+                            num_classes=len(classes), skip_bad_images=True, workers=1,
+                            nucleus_crop=config.nucleus_crop)
     rows, proba = predict_loader(run.model, loader, tta=tta)
     aux = None
     if isinstance(proba, dict):

@@ -8,11 +8,12 @@ from leukonet.evaluate.gradcam import GradCAM, overlay
 from leukonet.evaluate.predict import collect_images, frame_for_files
 
 
-def explain(model, classes, image_size, images, out_dir=None):
+def explain(model, classes, image_size, images, out_dir=None, nucleus_crop=0.0):
     from leukonet.data.loader import ManifestLoader
 
     root, frame = frame_for_files(collect_images(images))
-    loader = ManifestLoader(frame, root, image_size, batch_size=8, skip_bad_images=True, workers=1)
+    loader = ManifestLoader(frame, root, image_size, batch_size=8, skip_bad_images=True, workers=1,
+                            nucleus_crop=nucleus_crop)
     cam = GradCAM(model)
     pics, caps, written = [], [], []
     for b in range(len(loader)):

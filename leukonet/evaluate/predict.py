@@ -104,7 +104,7 @@ def differential_count(table, classes):
 
 
 def predict_with(model, classes, image_size, images=None, manifest=None, data_root=None, tta=0,
-                 min_confidence=0.0, batch_size=32):
+                 min_confidence=0.0, batch_size=32, nucleus_crop=0.0):
     """Predictions table for loose images/folders or a manifest (+ data root)."""
     from leukonet.data.loader import ManifestLoader
     from leukonet.data.manifest import Manifest
@@ -119,7 +119,7 @@ def predict_with(model, classes, image_size, images=None, manifest=None, data_ro
     else:
         raise LeukonetError("nothing to predict: give images, folders or --manifest")
     loader = ManifestLoader(frame, root, image_size, batch_size, num_classes=len(classes),
-                            skip_bad_images=True, workers=1)
+                            skip_bad_images=True, workers=1, nucleus_crop=nucleus_crop)
     rows, proba = predict_loader(model, loader, tta=tta)
     if isinstance(proba, dict):
         proba = proba["cell_type"]

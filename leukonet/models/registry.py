@@ -47,6 +47,8 @@ BACKBONES = {s.name: s for s in [
                  11_186_112, imagenet=False, note="built here; from scratch"),
     BackboneSpec("simple_cnn", "leukonet.models.simple_cnn:build", (96, 128), 16, "tf", "block4_relu",
                  186_464, imagenet=False, note="built here; trains in minutes on a CPU"),
+    BackboneSpec("simple_cnn_wide", "leukonet.models.simple_cnn:build_wide", (96, 96), 16, "tf", "block4_relu",
+                 389_856, imagenet=False, note="built here; the blood-cells CPU recipe (--preset blood-cells-cpu)"),
 ]}
 
 

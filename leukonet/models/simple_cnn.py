@@ -17,3 +17,8 @@ def build(input_shape, weights=None, widths=(32, 64, 96, 128), name="simple_cnn"
         if i < len(widths):
             x = layers.MaxPooling2D(2, name=f"block{i}_pool")(x)
     return keras.Model(inputs, x, name=name)
+
+
+def build_wide(input_shape, weights=None):
+    """simple_cnn with twice the channels in the last two blocks (the blood-cells CPU recipe)."""
+    return build(input_shape, weights, widths=(32, 64, 128, 256), name="simple_cnn_wide")

@@ -76,3 +76,38 @@ class NanGuard(keras.callbacks.TerminateOnNaN):
         if loss is not None and not math.isfinite(float(loss)):
             self.fired = True
         super().on_batch_end(batch, logs)
+
+
+class PreciseBatchNorm(keras.callbacks.Callback):
+    """Before each validation, re-estimate BatchNorm moving statistics as the plain mean
+    over ``batches`` clean (unaugmented) training batches ("precise BN", Wu & Johnson 2021).
+
+    Exponential moving averages lag weights that still change fast, so a short CPU run
+    validates with stale statistics: on blood-cells the same weights scored 73 % with the
+    running averages and 84-86 % with re-estimated ones (``benchmarks/results/accuracy_cpu.md``).
+    Only trainable BatchNorm layers are touched: frozen ones keep their (ImageNet) statistics.
+    The new statistics stay in the model, so checkpoints carry them.
+    """
+
+    def __init__(self, loader, batches):
+        super().__init__()
+        self.loader, self.batches = loader, int(batches)
+
+    def on_test_begin(self, logs=None):
+        bns = [l for l in self.model._flatten_layers(include_self=False, recursive=True)
+               if isinstance(l, keras.layers.BatchNormalization) and l.trainable]
+        if not bns:
+            return
+        momenta = [l.momentum for l in bns]
+        for l in bns:
+            l.moving_mean.assign(keras.ops.zeros_like(l.moving_mean))
+            l.moving_variance.assign(keras.ops.ones_like(l.moving_variance))
+        try:
+            for i in range(min(self.batches, len(self.loader))):
+                for l in bns:
+                    l.momentum = i / (i + 1)  # moving = running mean of the batch statistics
+                x, _ = self.loader[i]
+                self.model(x, training=True)
+        finally:
+            for l, m in zip(bns, momenta):
+                l.momentum = m

@@ -29,6 +29,7 @@ def fit(config: FitConfig | None = None, resume=None, verbose=2, **overrides) ->
     else:
         config = (config or FitConfig()).replace(**overrides) if overrides else (config or FitConfig())
         run_dir = RunDir(config.run_dir or default_run_dir(config))
+    _check_options(config)
     data = _resolve_data(config)
     image_size = _resolve_size(config, data)
     if resume is None:
@@ -61,6 +62,19 @@ def fit(config: FitConfig | None = None, resume=None, verbose=2, **overrides) ->
         handler.close()
         run_dir.unlock()
     return Run(run_dir.path)
+
+
+def _check_options(config):
+    if config.lr_schedule not in ("plateau", "cosine"):
+        raise LeukonetError(f"--lr-schedule {config.lr_schedule!r}: choose plateau or cosine")
+    if not 0 <= config.nucleus_crop <= 1:
+        raise LeukonetError(f"--nucleus-crop {config.nucleus_crop}: expected a fraction in (0, 1] "
+                            "of the short side, or 0 for no crop")
+    if config.nucleus_crop and parse_size(config.image_size) == "native":
+        raise LeukonetError("--image-size native with --nucleus-crop: the crop changes the size; "
+                            "pass --image-size HxW (e.g. 96x96)")
+    if config.precise_bn < 0:
+        raise LeukonetError(f"--precise-bn {config.precise_bn}: expected a number of batches >= 0")
 
 
 def _verify_data(run_dir, data):
@@ -233,15 +247,35 @@ def _loaders(config, data, image_size):
     _, val_aux = _aux(config, data["classes"], data["val"].frame)
     common = dict(root=data["root"], image_size=image_size, batch_size=config.batch_size,
                   num_classes=len(data["classes"]), cache_dir=config.cache_dir,
-                  skip_bad_images=config.skip_bad_images, workers=config.workers)
+                  skip_bad_images=config.skip_bad_images, workers=config.workers,
+                  nucleus_crop=config.nucleus_crop)
     train = ManifestLoader(data["train"].frame, shuffle=True, seed=config.seed,
                            policy=policy_from_config(config), aux=train_aux, **common)
     val = ManifestLoader(data["val"].frame, aux=val_aux, **common)
     return train, val, aux_classes
 
 
-def _compile(model, config, lr, aux_classes):
+def _precise_bn_loader(config, data, train):
+    """Clean training batches (fixed order) for --precise-bn, or None."""
+    from leukonet.data.loader import ManifestLoader
+
+    if config.precise_bn <= 0:
+        return None
+    if config.strategy != "default":
+        log.warning("--precise-bn is ignored with --strategy %s (it runs eagerly on one device)",
+                    config.strategy)
+        return None
+    return ManifestLoader(data["train"].frame, data["root"], train.image_size, train.batch_size,
+                          num_classes=train.num_classes, shuffle=True, seed=config.seed + 1,
+                          cache_dir=config.cache_dir, skip_bad_images=config.skip_bad_images,
+                          workers=1, nucleus_crop=config.nucleus_crop)
+
+
+def _compile(model, config, lr, aux_classes, decay_steps=None):
     import keras
+
+    if config.lr_schedule == "cosine" and decay_steps:
+        lr = keras.optimizers.schedules.CosineDecay(lr, decay_steps=max(1, int(decay_steps)))
 
     loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
     if aux_classes:
@@ -271,10 +305,10 @@ def set_backbone_trainable(model, fraction_or_count=1.0):
         layer.trainable = i >= n - k and not isinstance(layer, keras.layers.BatchNormalization)
 
 
-def _callbacks(config, run_dir, stage, monitor, export=None):
+def _callbacks(config, run_dir, stage, monitor, export=None, precise_bn=None):
     import keras
 
-    from leukonet.train.callbacks import AtomicCheckpoint, EpochLog
+    from leukonet.train.callbacks import AtomicCheckpoint, EpochLog, PreciseBatchNorm
 
     # CSVLogger before BackupAndRestore: a kill between the two repeats an epoch (and
     # _trim_history drops its row) instead of leaving a gap.
@@ -282,11 +316,15 @@ def _callbacks(config, run_dir, stage, monitor, export=None):
         keras.callbacks.CSVLogger(str(run_dir.history), append=True),
         keras.callbacks.BackupAndRestore(str(run_dir.backup / f"stage{stage}"), double_checkpoint=True),
         AtomicCheckpoint(run_dir.model, run_dir.last, run_dir.state, monitor=monitor, export=export),
-        keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=config.lr_factor,
-                                          patience=config.lr_patience, verbose=0),
         keras.callbacks.EarlyStopping(monitor=monitor, patience=config.stop_patience),
         EpochLog(),
     ]
+    if config.lr_schedule != "cosine":  # a cosine schedule owns the learning rate
+        callbacks.insert(3, keras.callbacks.ReduceLROnPlateau(
+            monitor=monitor, factor=config.lr_factor, patience=config.lr_patience, verbose=0))
+    if precise_bn is not None:
+        # first: validation, and so the checkpoint, sees the re-estimated statistics
+        callbacks.insert(0, PreciseBatchNorm(precise_bn, config.precise_bn))
     # TensorBoard logs need the tensorboard package (not a TensorFlow dependency any more).
     if importlib.util.find_spec("tensorboard") is not None and keras.backend.backend() == "tensorflow":
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir.path / "logs"), write_graph=False,
@@ -326,6 +364,7 @@ def _train(config, run_dir, data, image_size, verbose):
     else:
         stages.append(dict(stage=1, epochs=config.epochs, frozen=False, lr=config.lr))
     monitor = "val_loss"
+    bn_loader = _precise_bn_loader(config, data, train)
     start = time.perf_counter()
     nan = False
     initial_epoch = 0
@@ -342,7 +381,9 @@ def _train(config, run_dir, data, image_size, verbose):
                 set_backbone_trainable(model, config.unfreeze)
             else:
                 model.get_layer(BACKBONE_LAYER).trainable = True
-            _compile(model, config, s["lr"], aux_classes)
+            first = stages[0]["epochs"] if s["stage"] == 2 else 0
+            _compile(model, config, s["lr"], aux_classes,
+                     decay_steps=(s["epochs"] - first) * len(train))
         if two_stage:
             log.info("stage %d: %s, lr %g, epochs %d-%d", s["stage"],
                      "backbone frozen" if s["frozen"] else f"fine-tuning (unfreeze {config.unfreeze})",
@@ -350,7 +391,8 @@ def _train(config, run_dir, data, image_size, verbose):
         _trim_history(run_dir, _restored_epoch(run_dir, s["stage"], initial_epoch))
         guard = NanGuard()
         model.fit(train, validation_data=val, epochs=s["epochs"], initial_epoch=initial_epoch,
-                  callbacks=_callbacks(config, run_dir, s["stage"], monitor) + [guard],
+                  callbacks=_callbacks(config, run_dir, s["stage"], monitor,
+                                       precise_bn=bn_loader) + [guard],
                   class_weight=class_weight, verbose=verbose)
         if guard.fired:
             nan = True
@@ -388,7 +430,7 @@ def _train_cached(config, run_dir, data, model, train, val, aux_classes, class_w
     extractor = F.feature_extractor(model)
     clean = ManifestLoader(data["train"].frame, data["root"], train.image_size, config.batch_size,
                            num_classes=train.num_classes, seed=config.seed, workers=config.workers,
-                           cache_dir=config.cache_dir)
+                           cache_dir=config.cache_dir, nucleus_crop=config.nucleus_crop)
     folder = run_dir.path / "features"
     train_paths = F.cache_features(extractor, clean, folder, "train", config.feature_views,
                                    train.policy)

@@ -125,13 +125,14 @@ class Run:
 
         return predict_with(self.model, self.classes, self.config.image_size, images=images,
                             manifest=manifest, data_root=data_root, tta=tta,
-                            min_confidence=min_confidence)
+                            min_confidence=min_confidence, nucleus_crop=self.config.nucleus_crop)
 
     def explain(self, images, out_dir=None):
         """Grad-CAM overlays; returns the figure (and writes PNGs to out_dir if given)."""
         from leukonet.evaluate.explain import explain
 
-        return explain(self.model, self.classes, self.config.image_size, images, out_dir)
+        return explain(self.model, self.classes, self.config.image_size, images, out_dir,
+                       nucleus_crop=self.config.nucleus_crop)
 
     def export(self, format="keras", out=None):
         from leukonet.evaluate.export import export

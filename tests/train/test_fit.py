@@ -209,3 +209,49 @@ def test_corrupt_image_mid_epoch(demo, tmp_path):
                                skip_bad_images=True, overwrite=True))
     log = (run.path / "train.log").read_text()
     assert "skipped 1 unreadable image(s)" in log and frame["path"].iloc[5] in log
+
+
+def test_cosine_schedule_precise_bn_and_nucleus_crop(demo, tmp_path):
+    run = leukonet.fit(_config(demo, tmp_path, epochs=2, lr_schedule="cosine", precise_bn=2,
+                               nucleus_crop=0.9, image_size=[24, 24]))
+    assert len(run.history) == 2
+    # Cosine decay reaches 0 at the last step (a plateau rule would still hold 3e-3).
+    assert float(run.model.optimizer.learning_rate) < 3e-3 * 0.1
+    # The saved model carries re-estimated statistics: not the initial 0 / 1.
+    bn = [l for l in run.model._flatten_layers() if isinstance(l, keras.layers.BatchNormalization)]
+    assert bn and np.abs(bn[0].moving_mean.numpy()).sum() > 0
+    ev = run.evaluate(str(demo[0] / "val.csv"), demo[1], figures=False)
+    assert ev.metrics["images"] > 0
+
+
+@pytest.mark.parametrize("change, message", [
+    (dict(lr_schedule="step"), "--lr-schedule 'step': choose plateau or cosine"),
+    (dict(nucleus_crop=1.5), "--nucleus-crop 1.5: expected a fraction"),
+    (dict(nucleus_crop=0.8, image_size="native"), "--image-size native with --nucleus-crop"),
+    (dict(precise_bn=-1), "--precise-bn -1"),
+])
+def test_bad_recipe_options_are_one_line_errors(demo, tmp_path, change, message):
+    with pytest.raises(LeukonetError, match=message):
+        leukonet.fit(_config(demo, tmp_path, **change))
+    assert not (tmp_path / "run").exists()
+
+
+def test_preset_then_flags(demo, tmp_path, capsys):
+    from leukonet.presets import PRESETS, preset_config
+
+    config = preset_config("blood-cells-cpu")
+    assert config.backbone == "simple_cnn_wide" and config.nucleus_crop > 0
+    assert set(PRESETS["blood-cells-cpu"]) <= set(FitConfig().to_dict())
+    with pytest.raises(LeukonetError, match="unknown preset 'nope'; choose one of: blood-cells-cpu"):
+        preset_config("nope")
+    base, root = demo
+    code = main(["fit", "--preset", "blood-cells-cpu", "--manifest", str(base / "train.csv"),
+                 "--val-manifest", str(base / "val.csv"), "--data-root", str(root),
+                 "--image-size", "24x24", "--epochs", "1", "--precise-bn", "1", "--batch-size", "16",
+                 "--run-dir", str(tmp_path / "run")])
+    assert code == 0
+    saved = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert saved["backbone"] == "simple_cnn_wide" and saved["lr_schedule"] == "cosine"
+    assert saved["epochs"] == 1 and saved["precise_bn"] == 1  # flags win over the preset
+    assert main(["fit", "--preset", "blood-cells-cpu", "--config", str(tmp_path / "run" / "config.json")]) != 0
+    assert "give --config or --preset, not both" in capsys.readouterr().err

@@ -1,0 +1,29 @@
+"""Named recipes: plain dicts of ``FitConfig`` fields (``leukonet fit --preset NAME``).
+
+Each preset says where its numbers come from; flags given with ``--preset`` override it.
+"""
+from leukonet.config import FitConfig
+from leukonet.errors import LeukonetError
+
+PRESETS = {
+    # From scratch on 2 CPU cores in under an hour (benchmarks/results/accuracy_cpu.md):
+    # a 96x96 crop around the stained nucleus, a wider simple_cnn, cosine decay and
+    # BatchNorm statistics re-estimated before each validation.
+    "blood-cells-cpu": dict(
+        backbone="simple_cnn_wide", head="gap", dropout=0.3, weights="none",
+        image_size=[96, 96], nucleus_crop=0.83, batch_size=64,
+        rotate=180.0, flip=True, zoom=0.0, shift=0.06, brightness=0.1, contrast=0.1,
+        hue=0.0, saturation=0.1,  # zoom, hue off to fit the hour: 35 % of augmentation time
+        epochs=10, lr=2e-3, lr_schedule="cosine", stop_patience=100, label_smoothing=0.1,
+        precise_bn=40,
+    ),
+}
+
+
+def preset_config(name) -> FitConfig:
+    """The ``FitConfig`` of preset ``name``."""
+    try:
+        values = PRESETS[name]
+    except KeyError:
+        raise LeukonetError(f"unknown preset {name!r}; choose one of: {', '.join(PRESETS)}") from None
+    return FitConfig.from_dict(values, source=f"preset {name}")
