@@ -8,6 +8,7 @@ import logging
 import math
 
 import keras
+import numpy as np
 
 from leukonet import io
 from leukonet.errors import LeukonetError
@@ -100,8 +101,9 @@ class PreciseBatchNorm(keras.callbacks.Callback):
             return
         momenta = [l.momentum for l in bns]
         for l in bns:
-            l.moving_mean.assign(keras.ops.zeros_like(l.moving_mean))
-            l.moving_variance.assign(keras.ops.ones_like(l.moving_variance))
+            # numpy, not ops.zeros_like(variable): JAX cannot convert a variable mid-fit
+            l.moving_mean.assign(np.zeros(l.moving_mean.shape, l.moving_mean.dtype))
+            l.moving_variance.assign(np.ones(l.moving_variance.shape, l.moving_variance.dtype))
         try:
             for i in range(min(self.batches, len(self.loader))):
                 for l in bns:

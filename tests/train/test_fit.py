@@ -69,7 +69,7 @@ class _Interrupt(keras.callbacks.Callback):
 
 def test_resume_continues_from_the_saved_epoch(demo, tmp_path, monkeypatch):
     original = fit_module._callbacks
-    monkeypatch.setattr(fit_module, "_callbacks", lambda *a: original(*a) + [_Interrupt()])
+    monkeypatch.setattr(fit_module, "_callbacks", lambda *a, **k: original(*a, **k) + [_Interrupt()])
     with pytest.raises(KeyboardInterrupt):
         leukonet.fit(_config(demo, tmp_path, epochs=4))
     monkeypatch.setattr(fit_module, "_callbacks", original)
@@ -136,7 +136,7 @@ def test_nan_loss_stops_and_keeps_the_best(demo, tmp_path, monkeypatch):
 
     original = fit_module._callbacks
     # The poison runs before the NaN guard (appended last) sees the batch logs.
-    monkeypatch.setattr(fit_module, "_callbacks", lambda *a: [_Poison()] + original(*a))
+    monkeypatch.setattr(fit_module, "_callbacks", lambda *a, **k: [_Poison()] + original(*a, **k))
     with pytest.raises(LeukonetError, match=r"loss became NaN.*best checkpoint \(epoch \d\) is kept"):
         leukonet.fit(_config(demo, tmp_path, epochs=3))
     assert (tmp_path / "run" / "model.keras").is_file()
