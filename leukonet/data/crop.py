@@ -11,9 +11,20 @@ Hand-written in numpy rather than scikit-image: one threshold and a box filter, 
 """
 import numpy as np
 
+from leukonet.errors import LeukonetError
+
 # Blue minus green above this (0-255) marks nucleus pixels; measured on blood-cells,
 # where nuclei score 80-150 and red cells / background below 30.
 NUCLEUS_THRESHOLD = 60
+
+
+def check_fraction(value) -> float:
+    """``--nucleus-crop`` as a float: 0 (no crop) or a fraction in (0, 1]; else a one-line error."""
+    fraction = float(value or 0.0)
+    if not 0 <= fraction <= 1:
+        raise LeukonetError(f"--nucleus-crop {value}: expected a fraction in (0, 1] of the short "
+                            "side, or 0 for no crop")
+    return fraction
 
 
 def _box_sum(mask, k):

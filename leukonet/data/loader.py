@@ -39,9 +39,7 @@ class ManifestLoader(keras.utils.PyDataset):
         self.shuffle, self.seed, self.policy = shuffle, int(seed), policy or []
         self.aux = aux  # (name, aux index per row, number of aux classes) or None
         # >0: crop a square of this fraction of the short side around the nucleus first
-        self.nucleus_crop = float(nucleus_crop or 0.0)
-        if not 0 <= self.nucleus_crop <= 1:
-            raise LeukonetError(f"--nucleus-crop {nucleus_crop}: expected a fraction in (0, 1], or 0 for none")
+        self.nucleus_crop = crop.check_fraction(nucleus_crop)
         size_key = "x".join(map(str, self.image_size))
         if self.nucleus_crop:
             size_key += f"-nucleus{self.nucleus_crop:g}"  # cropped pixels never mix with plain ones

@@ -67,10 +67,9 @@ def fit(config: FitConfig | None = None, resume=None, verbose=2, **overrides) ->
 def _check_options(config):
     if config.lr_schedule not in ("plateau", "cosine"):
         raise LeukonetError(f"--lr-schedule {config.lr_schedule!r}: choose plateau or cosine")
-    if not 0 <= config.nucleus_crop <= 1:
-        raise LeukonetError(f"--nucleus-crop {config.nucleus_crop}: expected a fraction in (0, 1] "
-                            "of the short side, or 0 for no crop")
-    if config.nucleus_crop and parse_size(config.image_size) == "native":
+    from leukonet.data.crop import check_fraction
+
+    if check_fraction(config.nucleus_crop) and parse_size(config.image_size) == "native":
         raise LeukonetError("--image-size native with --nucleus-crop: the crop changes the size; "
                             "pass --image-size HxW (e.g. 96x96)")
     if config.precise_bn < 0:

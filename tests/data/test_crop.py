@@ -50,3 +50,11 @@ def test_loader_crops_before_resizing_and_caches_apart(tmp_path):
     # The nucleus fills far more of the cropped view than of the squashed whole frame.
     assert purple(cropped) > 3 * purple(plain)
     assert sorted(p.name for p in cache.iterdir()) == ["48x48", "48x48-nucleus0.5"]
+
+
+def test_loader_refuses_a_crop_fraction_outside_zero_one(tmp_path):
+    from leukonet.errors import LeukonetError
+
+    frame = pd.DataFrame(dict(path=["a.png"], label_index=[0]))
+    with pytest.raises(LeukonetError, match=r"--nucleus-crop 2: expected a fraction in \(0, 1\]"):
+        ManifestLoader(frame, tmp_path, (8, 8), nucleus_crop=2)
