@@ -283,7 +283,7 @@ def test_sigint_exits_cleanly_with_a_resume_hint(demo, tmp_path):
         time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 130
+    assert proc.returncode == 130, (out + err)[-3000:]
     assert f"leukonet fit --resume {run}" in out + err
     assert "Traceback" not in err
     assert not (run / ".lock").exists()
