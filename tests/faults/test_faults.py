@@ -277,7 +277,11 @@ def test_sigkill_mid_epoch_then_resume_has_no_gap_and_no_repeat(demo, tmp_path):
 def test_sigint_exits_cleanly_with_a_resume_hint(demo, tmp_path):
     run = tmp_path / "run"
     args = [sys.executable, "-m", "leukonet"] + _fit_args(demo, run)[:-2] + ["--run-dir", str(run), "--epochs", "40"]
-    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Ctrl-C in a terminal reaches a process whose SIGINT is at its default. A job started in
+    # the background by a non-interactive shell (CI launched with `&`) inherits SIG_IGN and
+    # Python then installs no KeyboardInterrupt handler, so restore the default in the child.
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300
     while time.time() < deadline and not (run / "state.json").is_file():
         time.sleep(0.2)
