@@ -65,6 +65,35 @@ def strategy_scope(strategy):
     return contextlib.nullcontext() if strategy is None else strategy.scope()
 
 
+@contextlib.contextmanager
+def released_train_graphs():
+    """Let the training steps traced inside the block be freed once the model is gone.
+
+    Keras's TensorFlow optimizer sums gradients through ``ReplicaContext.all_reduce``, which
+    wraps them in ``tf.custom_gradient``. Traced in a tf.function, that registers a
+    ``CustomGradient-N`` entry in TensorFlow's global gradient registry which is never
+    removed, and its closure holds the whole traced train step: each fit in one process kept
+    7-18 MiB for good (the in-process leak of keras-team/keras#17458, measured with
+    benchmarks/soak.py). A registered gradient is looked up only while a graph is being
+    differentiated during tracing, and nothing differentiates through that all-reduce, so
+    the entries the block added are dropped when it ends. Private TensorFlow API, hence
+    guarded: if the registry moves, this does nothing.
+    """
+    registry = None
+    if keras.backend.backend() == "tensorflow":
+        from tensorflow.python.framework import ops
+
+        registry = getattr(getattr(ops, "_gradient_registry", None), "_registry", None)
+    before = set(registry) if isinstance(registry, dict) else None
+    try:
+        yield
+    finally:
+        if before is not None:
+            for key in set(registry) - before:
+                if isinstance(key, str) and key.startswith("CustomGradient-"):
+                    registry.pop(key, None)
+
+
 def gradient(fn, x):
     """d fn(x) / dx with a GradientTape (Grad-CAM's TensorFlow branch)."""
     import tensorflow as tf

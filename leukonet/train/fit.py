@@ -52,7 +52,10 @@ def fit(config: FitConfig | None = None, resume=None, verbose=2, **overrides) ->
         _warn_overlap(data["train"], data["val"])
         if resume is not None:
             _verify_data(run_dir, data)
-        _train(config, run_dir, data, image_size, verbose)
+        from leukonet.tf_only import released_train_graphs
+
+        with released_train_graphs():  # else each in-process fit keeps its graphs (TF bug)
+            _train(config, run_dir, data, image_size, verbose)
     except KeyboardInterrupt:
         log.warning("interrupted; the last finished epoch is saved. Continue with: "
                     "leukonet fit --resume %s", run_dir.path)
