@@ -3,9 +3,12 @@
     python benchmarks/loader.py [--root .../blood-cells/images/TRAIN] [--quick]
 
 Rows: leukonet ManifestLoader (threads, JPEG draft decoding; with and without
-augmentation; with --cache-dir cold then warm); keras.utils.image_dataset_from_directory
-(tf.data); tf.keras ImageDataGenerator.flow_from_dataframe (what the published Keras work
-used); and a tight decode+resize loop with the same threads (the ceiling). Each is run
+augmentation -- its fused layers, and the stock Keras layers for comparison; with
+--cache-dir cold then warm); keras.utils.image_dataset_from_directory (tf.data; with the
+stock Keras augmentation layers mapped over it); tf.keras
+ImageDataGenerator.flow_from_dataframe (what the published Keras work used; with its own
+rotation/zoom/shift/flip/brightness/channel-shift augmentation); and a tight decode+resize
+loop with the same threads (the ceiling). Each is run
 --repeats times; the median is reported. Writes benchmarks/results/loader.json.
 Not a test: nothing here asserts a time.
 """
@@ -36,13 +39,28 @@ def _frame(root, limit):
     return frame.reset_index(drop=True)
 
 
+def keras_layers_policy():
+    """leukonet's default augmentation as the stock Keras layers, one after another (what
+    leukonet used before its fused layers; also what a Keras user maps over tf.data)."""
+    from keras import layers
+
+    fill = dict(fill_mode="constant", fill_value=0.0)
+    lo, hi = 0.9 / 1.9, 1.1 / 2.1  # RandomSaturation's scale for +-10 %
+    return [layers.RandomBrightness(0.1, value_range=(0, 255)),
+            layers.RandomContrast(0.1, value_range=(0, 255)),
+            layers.RandomHue(0.02, value_range=(0, 255)),
+            layers.RandomSaturation((lo, hi), value_range=(0, 255)),
+            layers.RandomRotation(0.5, **fill), layers.RandomFlip("horizontal_and_vertical"),
+            layers.RandomZoom((-0.1, 0.1), **fill), layers.RandomTranslation((-0.05, 0.05), (-0.05, 0.05), **fill)]
+
+
 def leukonet_loader(frame, root, size, batch, workers, augment=False, cache_dir=None):
     from leukonet.data.augment import build_policy
     from leukonet.data.loader import ManifestLoader
 
+    policy = {False: None, True: build_policy(), "keras": keras_layers_policy()}[augment]
     loader = ManifestLoader(frame.assign(sha1=frame["path"]), root, size, batch, shuffle=True,
-                            policy=build_policy() if augment else None, workers=workers,
-                            cache_dir=cache_dir)
+                            policy=policy, workers=workers, cache_dir=cache_dir)
     # What Keras' PyDataset enqueuer does with `workers` threads.
     with ThreadPoolExecutor(workers) as pool:
         for _ in pool.map(loader.__getitem__, range(len(loader))):
@@ -62,8 +80,9 @@ def tight_loop(frame, root, size, batch, workers):
             np.stack(list(pool.map(one, frame["path"][start:start + batch])))
 
 
-def keras_directory(frame, root, size, batch, workers, tmp):
+def keras_directory(frame, root, size, batch, workers, tmp, augment=False):
     import keras
+    import tensorflow as tf
 
     link = Path(tmp) / "tree"
     if not link.exists():  # the same files, through a tree holding only the sampled ones
@@ -72,14 +91,20 @@ def keras_directory(frame, root, size, batch, workers, tmp):
             os.symlink(root / rel, link / rel)
     ds = keras.utils.image_dataset_from_directory(link, image_size=tuple(size), batch_size=batch,
                                                   shuffle=True, seed=0, verbose=False)
+    if augment:
+        aug = keras.Sequential(keras_layers_policy())
+        ds = ds.map(lambda x, y: (aug(x, training=True), y), num_parallel_calls=tf.data.AUTOTUNE)
     for _ in ds:
         pass
 
 
-def image_data_generator(frame, root, size, batch, workers):
+def image_data_generator(frame, root, size, batch, workers, augment=False):
     import tensorflow as tf
 
-    gen = tf.keras.preprocessing.image.ImageDataGenerator()
+    aug = dict(rotation_range=180, zoom_range=0.1, width_shift_range=0.05, height_shift_range=0.05,
+               horizontal_flip=True, vertical_flip=True, brightness_range=(0.9, 1.1),
+               channel_shift_range=0.1 * 255, fill_mode="constant", cval=0.0)
+    gen = tf.keras.preprocessing.image.ImageDataGenerator(**(aug if augment else {}))
     it = gen.flow_from_dataframe(frame.assign(filename=[str(root / p) for p in frame["path"]]),
                                  x_col="filename", y_col="label", target_size=tuple(size),
                                  batch_size=batch, shuffle=True, seed=0)
@@ -111,6 +136,9 @@ def main():
                 ("leukonet loader + augmentation", lambda: leukonet_loader(frame, root, size, args.batch, args.workers, True)),
                 ("keras image_dataset_from_directory", lambda: keras_directory(frame, root, size, args.batch, args.workers, tmp)),
                 ("tf.keras ImageDataGenerator", lambda: image_data_generator(frame, root, size, args.batch, args.workers)),
+                ("leukonet loader + augmentation, stock Keras layers", lambda: leukonet_loader(frame, root, size, args.batch, args.workers, "keras")),
+                ("image_dataset_from_directory + augmentation", lambda: keras_directory(frame, root, size, args.batch, args.workers, tmp, True)),
+                ("ImageDataGenerator + augmentation", lambda: image_data_generator(frame, root, size, args.batch, args.workers, True)),
             ]
             for name, fn in cases:
                 times = []
@@ -134,7 +162,13 @@ def main():
         ratios.append(dict(size=size,
                            vs_image_dataset_from_directory=round(speed["leukonet loader"] / speed["keras image_dataset_from_directory"], 2),
                            vs_ImageDataGenerator=round(speed["leukonet loader"] / speed["tf.keras ImageDataGenerator"], 2),
-                           share_of_ceiling=round(speed["leukonet loader"] / speed["tight decode+resize loop (ceiling)"], 2)))
+                           share_of_ceiling=round(speed["leukonet loader"] / speed["tight decode+resize loop (ceiling)"], 2),
+                           augmented_vs_image_dataset_from_directory=round(
+                               speed["leukonet loader + augmentation"] / speed["image_dataset_from_directory + augmentation"], 2),
+                           augmented_vs_ImageDataGenerator=round(
+                               speed["leukonet loader + augmentation"] / speed["ImageDataGenerator + augmentation"], 2),
+                           fused_vs_stock_keras_layers=round(
+                               speed["leukonet loader + augmentation"] / speed["leukonet loader + augmentation, stock Keras layers"], 2)))
     print(pd.DataFrame(ratios).to_string(index=False))
     if not args.quick:
         from leukonet import io

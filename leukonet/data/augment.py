@@ -1,40 +1,27 @@
-"""Augmentation policy from flags: Keras preprocessing layers applied to uint8 batches.
+"""Augmentation policy from flags: preprocessing layers applied to uint8 batches.
 
-Each batch gets its own seed (from the run seed, the epoch and the batch index), passed
-to every layer's ``get_random_transformation``: the same seed gives the same batch
-whatever the number of loader threads or the order they finish in.
+The policy is at most two fused layers (``fused_augment``): colour/stain jitter, then
+geometry, each one pass over the batch. Each batch gets its own seed (from the run seed,
+the epoch and the batch index), passed to every layer's ``get_random_transformation``: the
+same seed gives the same batch whatever the number of loader threads or the order they
+finish in.
 """
 import numpy as np
-from keras import layers, ops
+from keras import ops
 
-# Rotation, zoom and shift fill with black, like the corners of the public set's copies.
-_FILL = dict(fill_mode="constant", fill_value=0.0)
+from leukonet.data.fused_augment import RandomGeometry, RandomStain
 
 
 def build_policy(rotate=180.0, flip=True, zoom=0.1, shift=0.05, brightness=0.1, contrast=0.1,
                  hue=0.02, saturation=0.1):
-    """The list of Keras layers for the switched-on augmentations (empty: none)."""
-    # Colour first, geometry second: the fill stays black, as in the real copies.
+    """The layers for the switched-on augmentations (empty: none). Rotation, zoom and shift
+    fill with black, like the corners of the public set's copies; colour goes first so the
+    fill stays black."""
     policy = []
-    if brightness:
-        policy.append(layers.RandomBrightness(brightness, value_range=(0, 255)))
-    if contrast:
-        policy.append(layers.RandomContrast(contrast, value_range=(0, 255)))
-    if hue:
-        policy.append(layers.RandomHue(hue, value_range=(0, 255)))
-    if saturation:
-        # RandomSaturation's factor is not a +- amount: 0.5 is the identity and a value v
-        # scales saturation by v / (1 - v). Map +-saturation onto that scale.
-        lo, hi = (1 - saturation) / (2 - saturation), (1 + saturation) / (2 + saturation)
-        policy.append(layers.RandomSaturation((lo, hi), value_range=(0, 255)))
-    if rotate:
-        policy.append(layers.RandomRotation(rotate / 360.0, **_FILL))
-    if flip:
-        policy.append(layers.RandomFlip("horizontal_and_vertical"))
-    if zoom:
-        policy.append(layers.RandomZoom((-zoom, zoom), **_FILL))
-    if shift:
-        policy.append(layers.RandomTranslation((-shift, shift), (-shift, shift), **_FILL))
+    if brightness or contrast or hue or saturation:
+        policy.append(RandomStain(brightness, contrast, hue, saturation))
+    if rotate or flip or zoom or shift:
+        policy.append(RandomGeometry(rotate, flip, zoom, shift))
     return policy
 
 
