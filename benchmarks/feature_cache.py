@@ -1,6 +1,6 @@
 """Benchmark: one epoch of head-only training from cached features vs the frozen backbone.
 
-    python benchmarks/feature_cache.py [--quick] [--backbone mobilenet_v2] [--size 96x128]
+    python benchmarks/feature_cache.py [--quick] [--backbone mobilenet_v2] [--size 96x128] [--scale 8]
 
 (a) the full model with its backbone frozen, fed images every epoch (what --freeze-backbone
 does); (b) --cache-features: backbone features computed once (timed separately), then
@@ -8,6 +8,7 @@ the head trained from the cache. Same process, same data (SYNTHETIC demo set), m
 of --repeats epochs after a warm-up. Writes benchmarks/results/feature_cache.json.
 """
 import argparse
+import json
 import os
 import statistics
 import tempfile
@@ -33,6 +34,9 @@ def main():
     p.add_argument("--backbone", default="mobilenet_v2")
     p.add_argument("--size", default="96x128")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--scale", type=int, default=1,
+                   help="data set size in units of 600 images (the cached epoch's fixed cost "
+                        "matters less as the set grows)")
     args = p.parse_args()
     from leukonet.config import FitConfig, parse_size
     from leukonet.data.demo import make_demo_data
@@ -45,7 +49,7 @@ def main():
     repeats = 1 if args.quick else args.repeats
     config = FitConfig(backbone=args.backbone, head="gap", weights="none")
     with tempfile.TemporaryDirectory() as tmp:
-        root = make_demo_data(Path(tmp) / "demo", sources_per_class=(6, 2) if args.quick else (24, 6))
+        root = make_demo_data(Path(tmp) / "demo", sources_per_class=(6, 2) if args.quick else (24 * args.scale, 6 * args.scale))
         frame = Manifest.from_folder(root).frame
         loader = ManifestLoader(frame, root, size, 32, num_classes=4, workers=2)
         model = build_model(config, 4, size)
@@ -59,15 +63,17 @@ def main():
         head.compile(optimizer="adam", loss="categorical_crossentropy")
         cached_loader = F.FeatureLoader(paths, loader._targets, len(frame), 32, shuffle=True)
         cached = _epoch_time(lambda: head.fit(cached_loader, epochs=1, verbose=0), repeats)
-    row = dict(backbone=args.backbone, size=args.size, images=len(frame), frozen_backbone_epoch_s=round(frozen, 3),
+    row = dict(backbone=args.backbone, size=args.size, images=len(frame), repeats=repeats, frozen_backbone_epoch_s=round(frozen, 3),
                feature_caching_s=round(caching, 2), cached_head_epoch_s=round(cached, 4),
                speedup_per_epoch=round(frozen / cached, 1))
     print(row)
     if not args.quick:
         from leukonet import io
 
-        io.write_json(HERE / "results" / "feature_cache.json",
-                      dict(machine=f"{os.cpu_count()} CPUs", rows=[row], date=time.strftime("%Y-%m-%d")))
+        path = HERE / "results" / "feature_cache.json"
+        rows = [r for r in (json.loads(path.read_text())["rows"] if path.is_file() else [])
+                if (r["backbone"], r["size"], r["images"]) != (row["backbone"], row["size"], row["images"])]
+        io.write_json(path, dict(machine=f"{os.cpu_count()} CPUs", rows=rows + [row], date=time.strftime("%Y-%m-%d")))
 
 
 if __name__ == "__main__":
