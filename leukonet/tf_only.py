@@ -1,9 +1,10 @@
-"""The one TensorFlow-specific module: tf.distribute, tf.GradientTape, SavedModel and TFLite export.
+"""The one TensorFlow-specific module: tf.distribute, tf.GradientTape, SavedModel and TFLite
+export, and a workaround for a TensorFlow graph leak in repeated fits.
 
 Everything else in leukonet is written against ``keras``/``keras.ops`` and runs on the
-JAX backend too; TensorFlow is imported only inside these functions, when a user asks
-for ``--strategy`` other than ``default``, Grad-CAM on the TensorFlow backend, or a
-SavedModel/TFLite export.
+JAX backend too; TensorFlow is imported only inside these functions: by every fit on the
+TensorFlow backend (``released_train_graphs``), and when a user asks for ``--strategy``
+other than ``default``, Grad-CAM on the TensorFlow backend, or a SavedModel/TFLite export.
 """
 import contextlib
 
