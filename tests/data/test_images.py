@@ -78,7 +78,7 @@ def test_32_bit_int_and_float_modes_are_clipped():
     assert images.decode_rgb(_bytes(f, "TIFF"))[0, :, 0].tolist() == [0, 100, 255]
 
 
-def test_cmyk_jpeg_becomes_rgb(tmp_path):
+def test_cmyk_jpeg_becomes_rgb(tmp_path, jpeg_decoder):
     img = Image.new("RGB", (6, 4), (10, 200, 30)).convert("CMYK")
     rgb = images.open_rgb(_save(img, tmp_path, "c.jpg"))
     assert rgb.shape == (4, 6, 3)
@@ -151,7 +151,49 @@ def test_not_an_image(tmp_path):
     assert _reason(e).startswith("not an image")
 
 
-def test_truncated_jpeg():
+@pytest.fixture(params=["pillow", "simplejpeg"])
+def jpeg_decoder(request, monkeypatch):
+    if request.param == "simplejpeg":
+        pytest.importorskip("simplejpeg")
+    monkeypatch.setattr(images, "JPEG_DECODER", request.param)
+    return request.param
+
+
+def _noise_jpeg(size, mode="RGB", **kw):
+    rng = np.random.default_rng(1)
+    h, w = size
+    a = rng.integers(0, 255, (h, w, 3) if mode == "RGB" else (h, w), np.uint8)
+    # smooth it a little, as a micrograph is: pure noise is all high frequencies
+    img = Image.fromarray(a, mode).resize((w // 4, h // 4)).resize((w, h), Image.BICUBIC)
+    return _bytes(img, "JPEG", quality=90, **kw)
+
+
+@pytest.mark.parametrize("mode, kw", [("RGB", {}), ("L", {}), ("RGB", {"progressive": True}),
+                                      ("RGB", {"subsampling": 0})])
+def test_both_jpeg_decoders_give_the_same_pixels_at_every_draft_scale(mode, kw, monkeypatch):
+    pytest.importorskip("simplejpeg")
+    data = _noise_jpeg((239, 321), mode, **kw)  # odd sizes: rounding of scaled sizes
+    for draft in [None, (120, 160), (119, 161), (60, 80), (29, 40), (10, 10), (1000, 1000)]:
+        out = {}
+        for decoder in ("pillow", "simplejpeg"):
+            monkeypatch.setattr(images, "JPEG_DECODER", decoder)
+            out[decoder] = images.decode_rgb(data, draft=draft)
+        assert out["pillow"].shape == out["simplejpeg"].shape, draft
+        assert out["simplejpeg"].dtype == np.uint8 and not out["simplejpeg"].flags.writeable
+        np.testing.assert_array_equal(out["pillow"], out["simplejpeg"], err_msg=str(draft))
+
+
+def test_exif_rotated_jpeg_is_upright_with_either_decoder(jpeg_decoder):
+    img = Image.new("RGB", (40, 20), (255, 0, 0))
+    img.paste((0, 0, 255), (0, 0, 10, 20))
+    exif = img.getexif()
+    exif[0x0112] = 8  # rotate 90 degrees counter-clockwise on display
+    rgb = images.decode_rgb(_bytes(img, "JPEG", exif=exif, quality=95))
+    assert rgb.shape == (40, 20, 3)
+    assert rgb[37, 10, 2] > 200 and rgb[2, 10, 0] > 200  # the blue strip is now at the bottom
+
+
+def test_truncated_jpeg(jpeg_decoder):
     noise = np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)
     data = _bytes(Image.fromarray(noise), "JPEG")
     with pytest.raises(ImageError) as e:
