@@ -4,8 +4,15 @@ The public API. Names are imported on first use, so ``import leukonet`` stays fa
 the manifest tools never pay for importing Keras or TensorFlow.
 """
 import importlib
+import os
 
 __version__ = "0.1.0"
+
+# TensorFlow's default CPU allocator hands every large tensor back to the OS and maps it
+# afresh the next step: on 2 cores a third of training time went to page faults
+# (benchmarks/README.md, "Training step"). Its pooling BFC allocator keeps them. Read when
+# TensorFlow first allocates, so this must run before that; a value the user set wins.
+os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
 
 _API = {
     "LeukonetError": "leukonet.errors",

@@ -11,7 +11,8 @@ BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("script", ["fit_overhead.py", "feature_cache.py", "loader.py", "soak.py"])
+@pytest.mark.parametrize("script", ["fit_overhead.py", "feature_cache.py", "loader.py", "soak.py",
+                                    "cpu_allocator.py"])
 def test_benchmark_quick_mode(script, tmp_path):
     if script == "loader.py" and not BLOOD_CELLS.is_dir():
         pytest.skip("loader.py reads the blood-cells set (../shared absent)")
