@@ -63,6 +63,12 @@ def evaluate(args):
     print(f"accuracy {m['accuracy']:.4f}  balanced {m['balanced_accuracy']:.4f}  macro-F1 "
           f"{m['macro_f1']:.4f}  top-2 {m['top2_accuracy']:.4f}  ECE {m['expected_calibration_error']:.4f}"
           f"  ({m['images']} images{', TTA ' + str(args.tta) if args.tta else ''})")
+    if "by_family" in m:
+        f = m["by_family"]
+        ci = f.get("accuracy_ci95_over_families")
+        print(f"{f['families']} families (augmented copies of one cell count once): mean accuracy "
+              f"per family {f['family_mean_accuracy']:.4f}, {f['families_mostly_wrong']} mostly wrong"
+              + (f"; accuracy 95 % interval over families {ci[0]:.4f}-{ci[1]:.4f}" if ci else ""))
     if m.get("note"):
         print("note: " + m["note"])
     if m["unreadable"]:

@@ -71,6 +71,9 @@ def evaluate(run, manifest, data_root, tta=0, batch_size=None, figures=True, out
         name = config.multitask["name"]
         y_aux = np.array([aux_classes.index(mapping[classes[i]]) for i in y])
         result[name], _ = M.classification_metrics(y_aux, aux[name], aux_classes)
+    if "group" in frame.columns and frame["group"].notna().all() and len(rows):
+        result["by_family"], tables["families"] = M.family_metrics(
+            y, proba.argmax(axis=1), frame["group"].to_numpy()[rows], classes)
     out = Path(out_dir) if out_dir else Path(run.path) / "eval" / Path(manifest).stem
     predictions = predictions_table(frame["path"].to_numpy()[rows], proba, classes, loader.bad)
     predictions.insert(1, "label", list(frame["label"].to_numpy()[rows]) + [""] * len(loader.bad))
@@ -79,6 +82,8 @@ def evaluate(run, manifest, data_root, tta=0, batch_size=None, figures=True, out
     for name in ("per_class", "confusion", "confusion_normalised"):
         io.write_csv(out / f"{name}.csv", tables[name], index=True)
     io.write_csv(out / "reliability.csv", tables["reliability"])
+    if "families" in tables:
+        io.write_csv(out / "families.csv", tables["families"])
     evaluation = Evaluation(result, tables, dir=out)
     if figures:
         evaluation.figures = make_figures(run, loader, rows, y, proba, tables, result, classes)

@@ -73,3 +73,35 @@ def _roc_auc(y_true, proba, classes, present):
     if result:
         result["macro"] = float(np.mean(list(result.values())))
     return result
+
+
+def family_metrics(y_true, y_pred, groups, classes, resamples=2000, seed=0):
+    """Accuracy counted by family (all augmented copies of one source cell), and a 95 %
+    interval that resamples families rather than images.
+
+    Copies of one cell are right or wrong together, so the images of a test set are far
+    from independent: blood-cells TEST is 2,487 images but 102 cells, 4 of them monocytes
+    of ~155 images each. The interval is a percentile bootstrap over families (scipy,
+    ``paired=True`` keeps each family's correct count with its size).
+    """
+    from scipy import stats
+
+    frame = pd.DataFrame({"group": np.asarray(groups), "label": np.asarray(classes)[y_true],
+                          "correct": np.asarray(y_true) == np.asarray(y_pred),
+                          "predicted": np.asarray(classes)[y_pred]})
+    table = (frame.groupby(["label", "group"], sort=True)
+             .agg(images=("correct", "size"), correct=("correct", "sum"),
+                  most_predicted=("predicted", lambda s: s.value_counts().index[0]))
+             .reset_index())
+    table["accuracy"] = table["correct"] / table["images"]
+    out = dict(families=int(len(table)),
+               family_mean_accuracy=float(table["accuracy"].mean()),
+               families_per_class={c: int((table["label"] == c).sum()) for c in classes},
+               families_mostly_wrong=int((table["accuracy"] < 0.5).sum()))
+    if len(table) > 1:
+        ci = stats.bootstrap((table["correct"].to_numpy(float), table["images"].to_numpy(float)),
+                             lambda c, n, axis=-1: c.sum(axis) / n.sum(axis), paired=True,
+                             vectorized=True, n_resamples=resamples, method="percentile",
+                             random_state=np.random.default_rng(seed)).confidence_interval
+        out["accuracy_ci95_over_families"] = [float(ci.low), float(ci.high)]
+    return out, table.sort_values(["accuracy", "images"], ascending=[True, False])

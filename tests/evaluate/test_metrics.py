@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from leukonet.evaluate.metrics import classification_metrics, expected_calibration_error
+from leukonet.evaluate.metrics import (classification_metrics, expected_calibration_error,
+                                       family_metrics)
 
 CLASSES = ["A", "B", "C", "D"]
 
@@ -50,3 +51,34 @@ def test_ece_on_a_hand_made_case():
     ece, table = expected_calibration_error(np.array([0, 0, 0, 1]), proba)
     assert ece == pytest.approx(0.15)
     assert table["count"].sum() == 4
+
+
+def test_family_metrics_count_each_family_once():
+    # 3 families: 10 images all right, 2 images all right, 8 images all wrong
+    y = np.array([0] * 10 + [1] * 2 + [2] * 8)
+    pred = np.array([0] * 10 + [1] * 2 + [3] * 8)
+    groups = np.array([5] * 10 + [6] * 2 + [7] * 8)
+    out, table = family_metrics(y, pred, groups, CLASSES)
+    assert out["families"] == 3 and out["families_mostly_wrong"] == 1
+    assert out["family_mean_accuracy"] == pytest.approx(2 / 3)  # images: 12 / 20
+    assert out["families_per_class"] == {"A": 1, "B": 1, "C": 1, "D": 0}
+    first = table.iloc[0]  # worst first
+    assert (first["group"], first["label"], first["most_predicted"], first["accuracy"]) == (7, "C", "D", 0)
+
+
+def test_family_interval_is_wider_when_copies_agree():
+    rng = np.random.default_rng(1)
+    right = rng.random(40) < 0.8  # 40 source cells, each right or wrong as a whole
+    y = np.zeros(40 * 25, int)
+    pred = np.where(np.repeat(right, 25), 0, 1)
+    copies, _ = family_metrics(y, pred, np.repeat(np.arange(40), 25), CLASSES)
+    single, _ = family_metrics(y, pred, np.arange(40 * 25), CLASSES)  # every image its own family
+    p = right.mean()
+    for out in (copies, single):
+        low, high = out["accuracy_ci95_over_families"]
+        assert low < p < high
+    width = np.diff(copies["accuracy_ci95_over_families"])[0]
+    # 1,000 independent images: about the binomial +-1.96 sd; 40 families: about 5x wider
+    binomial = 2 * 1.96 * np.sqrt(p * (1 - p) / 1000)
+    assert np.diff(single["accuracy_ci95_over_families"])[0] == pytest.approx(binomial, rel=0.2)
+    assert width > 3 * binomial

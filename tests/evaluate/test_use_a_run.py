@@ -46,6 +46,13 @@ def test_evaluate_writes_metrics_tables_and_figures(run):
     predictions = pd.read_csv(ev.dir / "predictions.csv")
     assert (predictions["predicted"] == predictions["label"]).mean() == pytest.approx(ev.metrics["accuracy"])
     assert set(ev.figures) >= {"confusion", "reliability", "curves"}
+    # the test manifest has families: accuracy counted by family, written per family
+    families = pd.read_csv(ev.dir / "families.csv")
+    assert len(families) == saved["by_family"]["families"] == test["group"].nunique()
+    assert families["images"].sum() == len(test)
+    assert families["correct"].sum() == (predictions["predicted"] == predictions["label"]).sum()
+    low, high = saved["by_family"]["accuracy_ci95_over_families"]
+    assert low <= ev.metrics["accuracy"] <= high
 
 
 def test_evaluate_rejects_unknown_classes(run, tmp_path):
