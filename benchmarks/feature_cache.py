@@ -1,10 +1,12 @@
 """Benchmark: one epoch of head-only training from cached features vs the frozen backbone.
 
-    python benchmarks/feature_cache.py [--quick] [--backbone mobilenet_v2] [--size 96x128] [--scale 8]
+    python benchmarks/feature_cache.py [--quick] [--backbone mobilenet_v2] [--size 96x128]
+        [--head gap] [--scale 8]
 
 (a) the full model with its backbone frozen, fed images every epoch (what --freeze-backbone
 does); (b) --cache-features: backbone features computed once (timed separately), then
-the head trained from the cache. Same process, same data (SYNTHETIC demo set), median
+the head trained from the cache, as `leukonet fit` does it (float16 features, several
+steps per Keras call), and once more with one step per call. Same process, same data (SYNTHETIC demo set), median
 of --repeats epochs after a warm-up. Writes benchmarks/results/feature_cache.json.
 """
 import argparse
@@ -33,6 +35,7 @@ def main():
     p.add_argument("--quick", action="store_true")
     p.add_argument("--backbone", default="mobilenet_v2")
     p.add_argument("--size", default="96x128")
+    p.add_argument("--head", default="gap", help="conv | gap | dense")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--scale", type=int, default=1,
                    help="data set size in units of 600 images (the cached epoch's fixed cost "
@@ -47,7 +50,7 @@ def main():
 
     size = parse_size(args.size)
     repeats = 1 if args.quick else args.repeats
-    config = FitConfig(backbone=args.backbone, head="gap", weights="none")
+    config = FitConfig(backbone=args.backbone, head=args.head, weights="none")
     with tempfile.TemporaryDirectory() as tmp:
         root = make_demo_data(Path(tmp) / "demo", sources_per_class=(6, 2) if args.quick else (24 * args.scale, 6 * args.scale))
         frame = Manifest.from_folder(root).frame
@@ -59,20 +62,27 @@ def main():
         start = time.perf_counter()
         paths = F.cache_features(F.feature_extractor(model), loader, Path(tmp) / "features", "train")
         caching = time.perf_counter() - start
-        head = F.head_model(config, tuple(model.get_layer(BACKBONE_LAYER).output.shape[1:]), 4)
-        head.compile(optimizer="adam", loss="categorical_crossentropy")
         cached_loader = F.FeatureLoader(paths, loader._targets, len(frame), 32, shuffle=True)
-        cached = _epoch_time(lambda: head.fit(cached_loader, epochs=1, verbose=0), repeats)
-    row = dict(backbone=args.backbone, size=args.size, images=len(frame), repeats=repeats, frozen_backbone_epoch_s=round(frozen, 3),
+        feature_shape = tuple(model.get_layer(BACKBONE_LAYER).output.shape[1:])
+        times = []
+        for spe in (min(F.STEPS_PER_EXECUTION, len(cached_loader)), 1):
+            head = F.head_model(config, feature_shape, 4)
+            head.compile(optimizer="adam", loss="categorical_crossentropy", steps_per_execution=spe)
+            times.append(_epoch_time(lambda: head.fit(cached_loader, epochs=1, verbose=0), repeats))
+        cached, one_step = times
+    row = dict(backbone=args.backbone, size=args.size, head=args.head, images=len(frame),
+               repeats=repeats, frozen_backbone_epoch_s=round(frozen, 3),
                feature_caching_s=round(caching, 2), cached_head_epoch_s=round(cached, 4),
-               speedup_per_epoch=round(frozen / cached, 1))
+               speedup_per_epoch=round(frozen / cached, 1),
+               cached_head_epoch_one_step_per_call_s=round(one_step, 4))
     print(row)
     if not args.quick:
         from leukonet import io
 
         path = HERE / "results" / "feature_cache.json"
         rows = [r for r in (json.loads(path.read_text())["rows"] if path.is_file() else [])
-                if (r["backbone"], r["size"], r["images"]) != (row["backbone"], row["size"], row["images"])]
+                if (r["backbone"], r["size"], r.get("head", "gap"), r["images"])
+                != (row["backbone"], row["size"], row["head"], row["images"])]
         io.write_json(path, dict(machine=f"{os.cpu_count()} CPUs", rows=rows + [row], date=time.strftime("%Y-%m-%d")))
 
 

@@ -4,11 +4,12 @@
 
 Rows: leukonet ManifestLoader (threads, JPEG draft decoding; with and without
 augmentation -- its fused layers, and the stock Keras layers for comparison; with
---cache-dir cold then warm); keras.utils.image_dataset_from_directory (tf.data; with the
+--cache-dir cold then warm; with Pillow as its JPEG decoder instead of simplejpeg); keras.utils.image_dataset_from_directory (tf.data; with the
 stock Keras augmentation layers mapped over it); tf.keras
 ImageDataGenerator.flow_from_dataframe (what the published Keras work used; with its own
 rotation/zoom/shift/flip/brightness/channel-shift augmentation); and a tight decode+resize
-loop with the same threads (the ceiling). Each is run
+loop with the same threads, with Pillow and with simplejpeg (the faster is the ceiling).
+Each is run
 --repeats times; the median is reported. Writes benchmarks/results/loader.json.
 Not a test: nothing here asserts a time.
 """
@@ -54,26 +55,41 @@ def keras_layers_policy():
             layers.RandomZoom((-0.1, 0.1), **fill), layers.RandomTranslation((-0.05, 0.05), (-0.05, 0.05), **fill)]
 
 
-def leukonet_loader(frame, root, size, batch, workers, augment=False, cache_dir=None):
+def leukonet_loader(frame, root, size, batch, workers, augment=False, cache_dir=None,
+                    decoder=None):
+    from leukonet.data import images
     from leukonet.data.augment import build_policy
     from leukonet.data.loader import ManifestLoader
 
     policy = {False: None, True: build_policy(), "keras": keras_layers_policy()}[augment]
     loader = ManifestLoader(frame.assign(sha1=frame["path"]), root, size, batch, shuffle=True,
                             policy=policy, workers=workers, cache_dir=cache_dir)
-    # What Keras' PyDataset enqueuer does with `workers` threads.
-    with ThreadPoolExecutor(workers) as pool:
-        for _ in pool.map(loader.__getitem__, range(len(loader))):
-            pass
+    default, images.JPEG_DECODER = images.JPEG_DECODER, decoder or images.JPEG_DECODER
+    try:
+        # What Keras' PyDataset enqueuer does with `workers` threads.
+        with ThreadPoolExecutor(workers) as pool:
+            for _ in pool.map(loader.__getitem__, range(len(loader))):
+                pass
+    finally:
+        images.JPEG_DECODER = default
 
 
-def tight_loop(frame, root, size, batch, workers):
+def tight_loop(frame, root, size, batch, workers, decoder="pillow"):
     from PIL import Image
 
     def one(rel):
-        img = Image.open(root / rel)
-        img.draft("RGB", (size[1], size[0]))
-        return np.asarray(img.convert("RGB").resize((size[1], size[0]), Image.BILINEAR))
+        if decoder == "simplejpeg":  # half/quarter/eighth scale when that still covers size
+            import simplejpeg
+
+            img = Image.fromarray(simplejpeg.decode_jpeg((root / rel).read_bytes(), colorspace="RGB",
+                                                         min_height=size[0], min_width=size[1]))
+        else:
+            img = Image.open(root / rel)
+            img.draft("RGB", (size[1], size[0]))
+            img = img.convert("RGB")
+        if img.size != (size[1], size[0]):
+            img = img.resize((size[1], size[0]), Image.BILINEAR)
+        return np.asarray(img)
 
     with ThreadPoolExecutor(workers) as pool:
         for start in range(0, len(frame), batch):
@@ -131,8 +147,10 @@ def main():
         for size in ([240, 320], [120, 160]):
             cache = Path(tmp) / f"cache{size[0]}"
             cases = [
-                ("tight decode+resize loop (ceiling)", lambda: tight_loop(frame, root, size, args.batch, args.workers)),
+                ("tight decode+resize loop, Pillow", lambda: tight_loop(frame, root, size, args.batch, args.workers)),
+                ("tight decode+resize loop, simplejpeg", lambda: tight_loop(frame, root, size, args.batch, args.workers, "simplejpeg")),
                 ("leukonet loader", lambda: leukonet_loader(frame, root, size, args.batch, args.workers)),
+                ("leukonet loader, Pillow decoder", lambda: leukonet_loader(frame, root, size, args.batch, args.workers, decoder="pillow")),
                 ("leukonet loader + augmentation", lambda: leukonet_loader(frame, root, size, args.batch, args.workers, True)),
                 ("keras image_dataset_from_directory", lambda: keras_directory(frame, root, size, args.batch, args.workers, tmp)),
                 ("tf.keras ImageDataGenerator", lambda: image_data_generator(frame, root, size, args.batch, args.workers)),
@@ -162,7 +180,9 @@ def main():
         ratios.append(dict(size=size,
                            vs_image_dataset_from_directory=round(speed["leukonet loader"] / speed["keras image_dataset_from_directory"], 2),
                            vs_ImageDataGenerator=round(speed["leukonet loader"] / speed["tf.keras ImageDataGenerator"], 2),
-                           share_of_ceiling=round(speed["leukonet loader"] / speed["tight decode+resize loop (ceiling)"], 2),
+                           share_of_ceiling=round(speed["leukonet loader"] / max(
+                               speed["tight decode+resize loop, Pillow"], speed["tight decode+resize loop, simplejpeg"]), 2),
+                           simplejpeg_vs_pillow_decoder=round(speed["leukonet loader"] / speed["leukonet loader, Pillow decoder"], 2),
                            augmented_vs_image_dataset_from_directory=round(
                                speed["leukonet loader + augmentation"] / speed["image_dataset_from_directory + augmentation"], 2),
                            augmented_vs_ImageDataGenerator=round(

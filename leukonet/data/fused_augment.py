@@ -9,7 +9,8 @@ trip; run one after another they were ~97 % of the loader's time with augmentati
 - ``RandomGeometry``: rotation, flips, zoom and shift as one affine matrix per image,
   applied by ``keras.ops.image.affine_transform`` (one resampling, black fill).
 - ``RandomStain``: brightness, contrast, saturation and hue as one 3x3 matrix and offset
-  per image on RGB (hue as a rotation about the grey axis in YIQ space), one einsum.
+  per image on RGB (hue as a rotation about the grey axis in YIQ space), one batched
+  matmul.
 
 Both keep the Keras preprocessing-layer protocol the policy uses
 (``get_random_transformation`` then ``transform_images``), and draw their parameters from
@@ -31,7 +32,15 @@ def _uniform(rng, amount, n):
     return rng.uniform(-amount, amount, n) if amount else np.zeros(n)
 
 
-class RandomGeometry(keras.layers.Layer):
+class _FusedRandomLayer(keras.layers.Layer):
+    """Called directly, draws its own (unseeded) transformation; the policy draws it with
+    the batch seed through the two methods instead."""
+
+    def call(self, images, training=True):
+        return self.transform_images(images, self.get_random_transformation(images), training)
+
+
+class RandomGeometry(_FusedRandomLayer):
     """Rotate by up to +-``rotate`` degrees, flip each axis with p=0.5 (``flip``), zoom by
     a factor in [1 - zoom, 1 + zoom] and shift by up to +-``shift`` of the height/width,
     about the image centre, in one bilinear resampling; uncovered pixels are black."""
@@ -64,15 +73,12 @@ class RandomGeometry(keras.layers.Layer):
                                           interpolation="bilinear", fill_mode="constant",
                                           fill_value=0, data_format="channels_last")
 
-    def call(self, images, training=True):
-        return self.transform_images(images, self.get_random_transformation(images), training)
-
     def get_config(self):
         return {**super().get_config(), "rotate": self.rotate, "flip": self.flip, "zoom": self.zoom,
                 "shift": self.shift}
 
 
-class RandomStain(keras.layers.Layer):
+class RandomStain(_FusedRandomLayer):
     """Per image: add up to +-``brightness`` x 255; scale contrast about the channel means by
     a factor in [1 - contrast, 1 + contrast]; scale saturation (distance from grey) by
     [1 - saturation, 1 + saturation]; turn hue by up to +-``hue`` of a full turn. Values
@@ -116,9 +122,6 @@ class RandomStain(keras.layers.Layer):
         shift = ops.matmul((1.0 - contrast) * mean, matrix_t) + offset
         y = ops.matmul(pixels, contrast * matrix_t) + shift
         return ops.clip(ops.reshape(y, (b, h, w, 3)), 0.0, 255.0)
-
-    def call(self, images, training=True):
-        return self.transform_images(images, self.get_random_transformation(images), training)
 
     def get_config(self):
         return {**super().get_config(), "brightness": self.brightness, "contrast": self.contrast,

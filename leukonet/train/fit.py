@@ -259,21 +259,30 @@ def _loaders(config, data, image_size):
 
 def _precise_bn_loader(config, data, train):
     """Clean training batches (fixed order) for --precise-bn, or None."""
-    from leukonet.data.loader import ManifestLoader
-
     if config.precise_bn <= 0:
         return None
     if config.strategy != "default":
         log.warning("--precise-bn is ignored with --strategy %s (it runs eagerly on one device)",
                     config.strategy)
         return None
+    return _clean_train_loader(config, data, train, workers=1, shuffle=True, seed=config.seed + 1,
+                               skip_bad_images=config.skip_bad_images)
+
+
+def _clean_train_loader(config, data, train, workers, shuffle=False, seed=None,
+                        skip_bad_images=False):
+    """The training rows without augmentation: for precise BN (shuffled), and for feature
+    caching (in manifest order, every row: the cache is indexed by row)."""
+    from leukonet.data.loader import ManifestLoader
+
     return ManifestLoader(data["train"].frame, data["root"], train.image_size, train.batch_size,
-                          num_classes=train.num_classes, shuffle=True, seed=config.seed + 1,
-                          cache_dir=config.cache_dir, skip_bad_images=config.skip_bad_images,
-                          workers=1, nucleus_crop=config.nucleus_crop)
+                          num_classes=train.num_classes, shuffle=shuffle,
+                          seed=config.seed if seed is None else seed, cache_dir=config.cache_dir,
+                          skip_bad_images=skip_bad_images, workers=workers,
+                          nucleus_crop=config.nucleus_crop)
 
 
-def _compile(model, config, lr, aux_classes, decay_steps=None):
+def _compile(model, config, lr, aux_classes, decay_steps=None, steps_per_execution=1):
     import keras
 
     if config.lr_schedule == "cosine" and decay_steps:
@@ -288,7 +297,8 @@ def _compile(model, config, lr, aux_classes, decay_steps=None):
     else:
         losses, weights, metrics = loss, None, ["accuracy"]
     model.compile(optimizer=keras.optimizers.Adam(lr), loss=losses, loss_weights=weights,
-                  metrics=metrics, jit_compile=bool(config.jit))
+                  metrics=metrics, jit_compile=bool(config.jit),
+                  steps_per_execution=steps_per_execution)
 
 
 def set_backbone_trainable(model, fraction_or_count=1.0):
@@ -312,21 +322,22 @@ def _callbacks(config, run_dir, stage, monitor, export=None, precise_bn=None):
 
     from leukonet.train.callbacks import AtomicCheckpoint, EpochLog, PreciseBatchNorm
 
+    callbacks = []
+    if precise_bn is not None:
+        # first: validation, and so the checkpoint, sees the re-estimated statistics
+        callbacks.append(PreciseBatchNorm(precise_bn, config.precise_bn))
     # CSVLogger before BackupAndRestore: a kill between the two repeats an epoch (and
     # _trim_history drops its row) instead of leaving a gap.
-    callbacks = [
+    callbacks += [
         keras.callbacks.CSVLogger(str(run_dir.history), append=True),
         keras.callbacks.BackupAndRestore(str(run_dir.backup / f"stage{stage}"), double_checkpoint=True),
         AtomicCheckpoint(run_dir.model, run_dir.last, run_dir.state, monitor=monitor, export=export),
-        keras.callbacks.EarlyStopping(monitor=monitor, patience=config.stop_patience),
-        EpochLog(),
     ]
     if config.lr_schedule != "cosine":  # a cosine schedule owns the learning rate
-        callbacks.insert(3, keras.callbacks.ReduceLROnPlateau(
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(
             monitor=monitor, factor=config.lr_factor, patience=config.lr_patience, verbose=0))
-    if precise_bn is not None:
-        # first: validation, and so the checkpoint, sees the re-estimated statistics
-        callbacks.insert(0, PreciseBatchNorm(precise_bn, config.precise_bn))
+    callbacks += [keras.callbacks.EarlyStopping(monitor=monitor, patience=config.stop_patience),
+                  EpochLog()]
     # TensorBoard logs need the tensorboard package (not a TensorFlow dependency any more).
     if importlib.util.find_spec("tensorboard") is not None and keras.backend.backend() == "tensorflow":
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir.path / "logs"), write_graph=False,
@@ -418,7 +429,6 @@ def _train(config, run_dir, data, image_size, verbose):
 
 def _train_cached(config, run_dir, data, model, train, val, aux_classes, class_weight, verbose):
     """Head-only training on cached backbone features (see train/features.py)."""
-    from leukonet.data.loader import ManifestLoader
     from leukonet.train import features as F
     from leukonet.train.callbacks import NanGuard
 
@@ -430,9 +440,7 @@ def _train_cached(config, run_dir, data, model, train, val, aux_classes, class_w
                             "itself; use conv, gap or dense")
     start = time.perf_counter()
     extractor = F.feature_extractor(model)
-    clean = ManifestLoader(data["train"].frame, data["root"], train.image_size, config.batch_size,
-                           num_classes=train.num_classes, seed=config.seed, workers=config.workers,
-                           cache_dir=config.cache_dir, nucleus_crop=config.nucleus_crop)
+    clean = _clean_train_loader(config, data, train, workers=config.workers)
     folder = run_dir.path / "features"
     train_paths = F.cache_features(extractor, clean, folder, "train", config.feature_views,
                                    train.policy)
@@ -441,10 +449,13 @@ def _train_cached(config, run_dir, data, model, train, val, aux_classes, class_w
              "in %.1f s", config.feature_views, len(train.paths), len(val.paths),
              time.perf_counter() - start)
     head = F.head_model(config, tuple(extractor.output.shape[1:]), len(data["classes"]), aux_classes)
-    _compile(head, config, config.lr, aux_classes)
-    _compile(model, config, config.lr, aux_classes)  # saved compiled, like the normal path
     train_f = F.FeatureLoader(train_paths, train._targets, len(train.paths), config.batch_size,
                               shuffle=True, seed=config.seed)
+    # A head step is tiny, so Keras' per-step dispatch is most of it: run several steps per
+    # call (epoch-level callbacks see no difference).
+    _compile(head, config, config.lr, aux_classes, decay_steps=config.epochs * len(train_f),
+             steps_per_execution=min(F.STEPS_PER_EXECUTION, len(train_f)))
+    _compile(model, config, config.lr, aux_classes)  # saved compiled, like the normal path
     val_f = F.FeatureLoader(val_paths, val._targets, len(val.paths), config.batch_size)
     _trim_history(run_dir, _restored_epoch(run_dir, 1, 0))
     guard = NanGuard()

@@ -187,6 +187,29 @@ def test_cached_features_train_the_head_and_save_a_full_model(demo, tmp_path):
         leukonet.fit(_config(demo, tmp_path, run_dir=str(tmp_path / "x"), cache_features=True))
 
 
+def test_cached_head_takes_every_step_and_follows_the_cosine_schedule(demo, tmp_path, monkeypatch):
+    from leukonet.train import features
+
+    heads = []
+
+    def keep(*args, **kw):
+        heads.append(features_head_model(*args, **kw))
+        return heads[-1]
+
+    features_head_model = features.head_model
+    monkeypatch.setattr(features, "head_model", keep)
+    steps = -(-len(pd.read_csv(demo[0] / "train.csv")) // 16)
+    # several steps per call, and a last call with fewer
+    spe = next(k for k in range(3, steps) if steps % k)
+    monkeypatch.setattr(features, "STEPS_PER_EXECUTION", spe)
+    leukonet.fit(_config(demo, tmp_path, epochs=3, freeze_backbone=True, cache_features=True,
+                         lr=1e-2, lr_schedule="cosine"))
+    head = heads[0]
+    assert int(keras.ops.convert_to_numpy(head.optimizer.iterations)) == 3 * steps
+    # cosine decay to 0 over the epochs (it used to stay at --lr with cached features)
+    assert float(keras.ops.convert_to_numpy(head.optimizer.learning_rate)) < 1e-2 * 1e-3
+
+
 def test_overlapping_train_and_val_warn(demo, tmp_path, caplog):
     base, _ = demo
     run = leukonet.fit(_config(demo, tmp_path, epochs=1, val_manifest=str(base / "train.csv")))
