@@ -250,7 +250,7 @@ def _loaders(config, data, image_size):
     common = dict(root=data["root"], image_size=image_size, batch_size=config.batch_size,
                   num_classes=len(data["classes"]), cache_dir=config.cache_dir,
                   skip_bad_images=config.skip_bad_images, workers=config.workers,
-                  nucleus_crop=config.nucleus_crop)
+                  nucleus_crop=config.nucleus_crop, float_pixels=config.strategy == "multiworker")
     train = ManifestLoader(data["train"].frame, shuffle=True, seed=config.seed,
                            policy=policy_from_config(config), aux=train_aux, **common)
     val = ManifestLoader(data["val"].frame, aux=val_aux, **common)

@@ -26,6 +26,8 @@ def test_batches(data):
     assert len(loader) == 5  # 36 images
     x, y = loader[0]
     assert x.shape == (8, 24, 32, 3) and x.dtype == np.uint8  # the model casts
+    floats = ManifestLoader(m.frame, root, (24, 32), batch_size=8, workers=1, float_pixels=True)[0][0]
+    assert floats.dtype == np.float32 and np.array_equal(floats, x)
     assert x.max() > 0
     np.testing.assert_array_equal(y.argmax(1), m.frame["label_index"].to_numpy()[:8])
     assert loader[4][0].shape[0] == 4  # the last, partial batch
