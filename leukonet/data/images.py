@@ -92,12 +92,12 @@ def decode_rgb(data: bytes, name: str = "<bytes>", max_pixels=DEFAULT_MAX_PIXELS
             raise ImageError(name, f"image too large ({width} x {height} = {width * height} "
                                    f"pixels > limit {max_pixels}); raise --max-pixels if it is "
                                    "genuine")
-        if (JPEG_DECODER == "simplejpeg" and img.format == "JPEG" and img.mode in ("RGB", "L")
-                and img.getexif().get(_EXIF_ORIENTATION, 1) == 1):
+        orientation = img.getexif().get(_EXIF_ORIENTATION, 1) if img.format == "JPEG" else None
+        if JPEG_DECODER == "simplejpeg" and orientation == 1 and img.mode in ("RGB", "L"):
             return _decode_jpeg_fast(data, width, height, draft)
         if draft is not None and img.format == "JPEG":
             h, w = draft
-            if img.getexif().get(_EXIF_ORIENTATION) in (5, 6, 7, 8):
+            if orientation in (5, 6, 7, 8):
                 h, w = w, h  # stored sideways: the draft size is in stored orientation
             img.draft("RGB", (w, h))
         img.load()  # decode now, inside the try, so truncated data raises here

@@ -44,14 +44,14 @@ def _frame_for(manifest_path, classes):
                             f"which knows {', '.join(classes)}")
     frame = m.frame.copy()
     frame["label_index"] = frame["label"].map({c: i for i, c in enumerate(classes)}).astype(int)
-    return frame
+    return frame, m.has_groups
 
 
 def evaluate(run, manifest, data_root, tta=0, batch_size=None, figures=True, out_dir=None):
     from leukonet.data.loader import ManifestLoader
 
     config, classes = run.config, run_classes(run.path)
-    frame = _frame_for(manifest, classes)
+    frame, has_groups = _frame_for(manifest, classes)
     if not Path(data_root).is_dir():
         raise LeukonetError(f"--data-root {data_root}: no such folder")
     loader = ManifestLoader(frame, data_root, config.image_size, batch_size or config.batch_size,
@@ -71,7 +71,7 @@ def evaluate(run, manifest, data_root, tta=0, batch_size=None, figures=True, out
         name = config.multitask["name"]
         y_aux = np.array([aux_classes.index(mapping[classes[i]]) for i in y])
         result[name], _ = M.classification_metrics(y_aux, aux[name], aux_classes)
-    if "group" in frame.columns and frame["group"].notna().all() and len(rows):
+    if has_groups:
         result["by_family"], tables["families"] = M.family_metrics(
             y, proba.argmax(axis=1), frame["group"].to_numpy()[rows], classes)
     out = Path(out_dir) if out_dir else Path(run.path) / "eval" / Path(manifest).stem
