@@ -17,9 +17,9 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from leukonet.errors import ImageError
 
 try:
-    # JPEG decoding straight into numpy through libjpeg-turbo's TurboJPEG API: ~3x faster
-    # than Pillow's decode + conversion on the blood-cells files and pixel-identical
-    # (tests/data/test_images.py; benchmarks/README.md). Pillow still reads every header
+    # JPEG decoding straight into numpy through libjpeg-turbo's TurboJPEG API: the loader
+    # is 1.7x faster with it at 240x320 (benchmarks/loader.py), pixel-identical to Pillow
+    # (tests/data/test_images.py). Pillow still reads every header
     # and decodes everything else (other formats, EXIF-rotated, CMYK JPEGs).
     import simplejpeg as _simplejpeg
 except ImportError:  # an install without its wheel: Pillow decodes everything
