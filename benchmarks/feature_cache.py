@@ -5,9 +5,10 @@
 
 (a) the full model with its backbone frozen, fed images every epoch (what --freeze-backbone
 does); (b) --cache-features: backbone features computed once (timed separately), then
-the head trained from the cache, as `leukonet fit` does it (float16 features, several
-steps per Keras call), and once more with one step per call. Same process, same data (SYNTHETIC demo set), median
-of --repeats epochs after a warm-up. Writes benchmarks/results/feature_cache.json.
+the head trained from the cache, as `leukonet fit` does it (float16 features, on TensorFlow
+a tf.data feed that reads 16 batches per trip into Python, 16 steps per Keras call), then
+fed the PyDataset itself, then one step per call. Same process, same data (SYNTHETIC demo
+set), median of --repeats epochs after a warm-up. Writes benchmarks/results/feature_cache.json.
 """
 import argparse
 import json
@@ -41,6 +42,8 @@ def main():
                    help="data set size in units of 600 images (the cached epoch's fixed cost "
                         "matters less as the set grows)")
     args = p.parse_args()
+    import keras
+
     from leukonet.config import FitConfig, parse_size
     from leukonet.data.demo import make_demo_data
     from leukonet.data.loader import ManifestLoader
@@ -64,17 +67,24 @@ def main():
         caching = time.perf_counter() - start
         cached_loader = F.FeatureLoader(paths, loader._targets, len(frame), 32, shuffle=True)
         feature_shape = tuple(model.get_layer(BACKBONE_LAYER).output.shape[1:])
+        # as `leukonet fit` trains the head (F.keras_input: a tf.data feed on TensorFlow,
+        # several steps per Keras call), then fed the PyDataset itself, then one step per call
+        sides = [(F.keras_input(cached_loader), F.STEPS_PER_EXECUTION),
+                 (cached_loader, F.STEPS_PER_EXECUTION), (cached_loader, 1)]
         times = []
-        for spe in (min(F.STEPS_PER_EXECUTION, len(cached_loader)), 1):
+        for data, spe in sides:
             head = F.head_model(config, feature_shape, 4)
-            head.compile(optimizer="adam", loss="categorical_crossentropy", steps_per_execution=spe)
-            times.append(_epoch_time(lambda: head.fit(cached_loader, epochs=1, verbose=0), repeats))
-        cached, one_step = times
+            head.compile(optimizer="adam", loss="categorical_crossentropy",
+                         steps_per_execution=min(spe, len(cached_loader)))
+            times.append(_epoch_time(lambda: head.fit(data, epochs=1, verbose=0), repeats))
+        cached, pydataset, one_step = times
     row = dict(backbone=args.backbone, size=args.size, head=args.head, images=len(frame),
                repeats=repeats, frozen_backbone_epoch_s=round(frozen, 3),
                feature_caching_s=round(caching, 2), cached_head_epoch_s=round(cached, 4),
                speedup_per_epoch=round(frozen / cached, 1),
-               cached_head_epoch_one_step_per_call_s=round(one_step, 4))
+               cached_head_epoch_pydataset_s=round(pydataset, 4),
+               cached_head_epoch_one_step_per_call_s=round(one_step, 4),
+               backend=keras.backend.backend(), date=time.strftime("%Y-%m-%d"))
     print(row)
     if not args.quick:
         from leukonet import io

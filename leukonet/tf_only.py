@@ -1,10 +1,12 @@
 """The one TensorFlow-specific module: tf.distribute, tf.GradientTape, SavedModel and TFLite
-export, and a workaround for a TensorFlow graph leak in repeated fits.
+export, a tf.data feed for cached features, and a workaround for a TensorFlow graph leak in
+repeated fits.
 
 Everything else in leukonet is written against ``keras``/``keras.ops`` and runs on the
 JAX backend too; TensorFlow is imported only inside these functions: by every fit on the
-TensorFlow backend (``released_train_graphs``), and when a user asks for ``--strategy``
-other than ``default``, Grad-CAM on the TensorFlow backend, or a SavedModel/TFLite export.
+TensorFlow backend (``released_train_graphs``), by head training on cached features, and
+when a user asks for ``--strategy`` other than ``default``, Grad-CAM on the TensorFlow
+backend, or a SavedModel/TFLite export.
 """
 import contextlib
 
@@ -93,6 +95,30 @@ def released_train_graphs():
             for key in set(registry) - before:
                 if isinstance(key, str) and key.startswith("CustomGradient-"):
                     registry.pop(key, None)
+
+
+def chunked_dataset(loader, batches_per_read):
+    """A tf.data pipeline over a ``FeatureLoader`` that yields its batches, epoch after
+    epoch, but calls into Python once per ``batches_per_read`` batches (``loader.read``)
+    and splits the chunk into batches in the graph."""
+    import itertools
+
+    import tensorflow as tf
+
+    # Each pass (Keras starts one per epoch) takes the next epoch number when it starts:
+    # a pass's view and shuffle never depend on when tf.data's prefetch ends the last one.
+    passes = itertools.count(loader.epoch)
+
+    def chunks():
+        epoch = next(passes)
+        for first in range(0, len(loader), batches_per_read):
+            yield loader.read(first, batches_per_read, epoch)
+
+    spec = tf.nest.map_structure(
+        lambda a: tf.TensorSpec((None, *a.shape[1:]), tf.as_dtype(a.dtype)), loader.read(0, 1, 0))
+    dataset = tf.data.Dataset.from_generator(chunks, output_signature=spec)
+    dataset = dataset.rebatch(loader.batch_size).prefetch(2)
+    return dataset.apply(tf.data.experimental.assert_cardinality(len(loader)))
 
 
 def gradient(fn, x):

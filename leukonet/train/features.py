@@ -87,23 +87,42 @@ class FeatureLoader(keras.utils.PyDataset):
         self.arrays = [np.load(p, mmap_mode="r") for p in paths]
         self.targets_of, self.n, self.batch_size = targets_of, n, batch_size
         self.shuffle, self.seed, self.epoch = shuffle, seed, 0
-        self._order = self._make_order()
+        self._orders = {}
 
-    def _make_order(self):
-        if not self.shuffle:
-            return np.arange(self.n)
-        return np.random.default_rng([self.seed, self.epoch]).permutation(self.n)
+    def _order(self, epoch):
+        if epoch not in self._orders:
+            self._orders = {epoch: np.random.default_rng([self.seed, epoch]).permutation(self.n)
+                            if self.shuffle else np.arange(self.n)}
+        return self._orders[epoch]
 
     def __len__(self):
         return -(-self.n // self.batch_size)
 
     def on_epoch_end(self):
         self.epoch += 1
-        self._order = self._make_order()
 
-    def __getitem__(self, index):
-        rows = np.sort(self._order[index * self.batch_size:(index + 1) * self.batch_size])
-        array = self.arrays[self.epoch % len(self.arrays)]
+    def read(self, first, count, epoch):
+        """Batches ``first`` .. ``first + count - 1`` of ``epoch``, concatenated in order."""
+        order, b = self._order(epoch), self.batch_size
+        # each batch's rows sorted: the memory map is read front to back within a batch
+        rows = np.concatenate([np.sort(order[i * b:(i + 1) * b])
+                               for i in range(first, min(first + count, len(self)))])
+        array = self.arrays[epoch % len(self.arrays)]
         # float16 as stored: the model casts to its input dtype in the graph, where it is
         # cheap; numpy's float16 -> float32 conversion was most of this call's time.
         return array[rows], self.targets_of(rows)
+
+    def __getitem__(self, index):
+        return self.read(index, 1, self.epoch)
+
+
+def keras_input(loader):
+    """What Keras trains (or validates) the head on. On TensorFlow, a tf.data pipeline that
+    reads STEPS_PER_EXECUTION batches per trip into Python: ``fit`` on the PyDataset itself
+    spends about 2.5 ms per batch in tf.data's ``from_generator``, more than a head step
+    costs (benchmarks/feature_cache.py). Other backends iterate the PyDataset directly."""
+    if keras.backend.backend() != "tensorflow":
+        return loader
+    from leukonet import tf_only
+
+    return tf_only.chunked_dataset(loader, STEPS_PER_EXECUTION)

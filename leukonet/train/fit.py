@@ -459,7 +459,7 @@ def _train_cached(config, run_dir, data, model, train, val, aux_classes, class_w
     val_f = F.FeatureLoader(val_paths, val._targets, len(val.paths), config.batch_size)
     _trim_history(run_dir, _restored_epoch(run_dir, 1, 0))
     guard = NanGuard()
-    head.fit(train_f, validation_data=val_f, epochs=config.epochs, verbose=verbose,
+    head.fit(F.keras_input(train_f), validation_data=F.keras_input(val_f), epochs=config.epochs, verbose=verbose,
              callbacks=_callbacks(config, run_dir, 1, "val_loss",
                                   export=lambda h: F.copy_head(h, model)) + [guard],
              class_weight=class_weight)
