@@ -115,7 +115,8 @@ def chunked_dataset(loader, batches_per_read):
             yield loader.read(first, batches_per_read, epoch)
 
     spec = tf.nest.map_structure(
-        lambda a: tf.TensorSpec((None, *a.shape[1:]), tf.as_dtype(a.dtype)), loader.read(0, 1, 0))
+        lambda a: tf.TensorSpec((None, *a.shape[1:]), tf.as_dtype(a.dtype)),
+        loader.read(0, 1, loader.epoch))
     dataset = tf.data.Dataset.from_generator(chunks, output_signature=spec)
     dataset = dataset.rebatch(loader.batch_size).prefetch(2)
     return dataset.apply(tf.data.experimental.assert_cardinality(len(loader)))

@@ -457,9 +457,12 @@ def _train_cached(config, run_dir, data, model, train, val, aux_classes, class_w
              steps_per_execution=min(F.STEPS_PER_EXECUTION, len(train_f)))
     _compile(model, config, config.lr, aux_classes)  # saved compiled, like the normal path
     val_f = F.FeatureLoader(val_paths, val._targets, len(val.paths), config.batch_size)
-    _trim_history(run_dir, _restored_epoch(run_dir, 1, 0))
+    # a resumed run reads the view and order that the epoch it resumes at would have read
+    train_f.epoch = _restored_epoch(run_dir, 1, 0)
+    _trim_history(run_dir, train_f.epoch)
     guard = NanGuard()
-    head.fit(F.keras_input(train_f), validation_data=F.keras_input(val_f), epochs=config.epochs, verbose=verbose,
+    head.fit(F.keras_input(train_f), validation_data=F.keras_input(val_f), epochs=config.epochs,
+             verbose=verbose,
              callbacks=_callbacks(config, run_dir, 1, "val_loss",
                                   export=lambda h: F.copy_head(h, model)) + [guard],
              class_weight=class_weight)

@@ -83,6 +83,30 @@ def test_resume_continues_from_the_saved_epoch(demo, tmp_path, monkeypatch):
     assert "resuming run" in (d / "train.log").read_text()
 
 
+def test_a_resumed_cached_run_reads_the_views_of_the_epochs_it_resumes_at(demo, tmp_path,
+                                                                          monkeypatch):
+    from leukonet.train import features
+
+    original = fit_module._callbacks
+    monkeypatch.setattr(fit_module, "_callbacks", lambda *a, **k: original(*a, **k) + [_Interrupt()])
+    config = _config(demo, tmp_path, epochs=4, freeze_backbone=True, cache_features=True,
+                     feature_views=2)
+    with pytest.raises(KeyboardInterrupt):
+        leukonet.fit(config)
+    monkeypatch.setattr(fit_module, "_callbacks", original)
+    epochs, read = set(), features.FeatureLoader.read
+
+    def spy(self, first, count, epoch):
+        if self.shuffle:  # the training features
+            epochs.add(epoch)
+        return read(self, first, count, epoch)
+
+    monkeypatch.setattr(features.FeatureLoader, "read", spy)
+    run = leukonet.fit(resume=tmp_path / "run")
+    assert run.metrics["epochs_run"] == 4
+    assert epochs == {2, 3}  # as an unbroken run would: epoch 2 view 0, epoch 3 view 1
+
+
 def test_two_stage_fine_tuning_and_class_weights(demo, tmp_path):
     run = leukonet.fit(_config(demo, tmp_path, epochs=2, freeze_epochs=1, unfreeze=0.5,
                                class_weight="balanced"))
