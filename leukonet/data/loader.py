@@ -67,7 +67,11 @@ class ManifestLoader(keras.utils.PyDataset):
         return -(-len(self.paths) // self.batch_size)
 
     def on_epoch_end(self):
-        self.epoch += 1
+        self.set_epoch(self.epoch + 1)
+
+    def set_epoch(self, epoch):
+        """Order and augmentation seeds of ``epoch`` from now on (a resumed fit starts there)."""
+        self.epoch = int(epoch)
         self._order = self._make_order()
 
     def load(self, i) -> np.ndarray:

@@ -401,7 +401,11 @@ def _train(config, run_dir, data, image_size, verbose):
             log.info("stage %d: %s, lr %g, epochs %d-%d", s["stage"],
                      "backbone frozen" if s["frozen"] else f"fine-tuning (unfreeze {config.unfreeze})",
                      s["lr"], initial_epoch + 1, s["epochs"])
-        _trim_history(run_dir, _restored_epoch(run_dir, s["stage"], initial_epoch))
+        restored = _restored_epoch(run_dir, s["stage"], initial_epoch)
+        _trim_history(run_dir, restored)
+        # the loader's epoch is Keras's: a resumed run reads the rows and augmentation of the
+        # epoch it resumes at, as an unbroken one would
+        train.set_epoch(restored)
         guard = NanGuard()
         model.fit(train, validation_data=val, epochs=s["epochs"], initial_epoch=initial_epoch,
                   callbacks=_callbacks(config, run_dir, s["stage"], monitor,

@@ -83,6 +83,29 @@ def test_resume_continues_from_the_saved_epoch(demo, tmp_path, monkeypatch):
     assert "resuming run" in (d / "train.log").read_text()
 
 
+def test_a_resumed_run_reads_the_rows_and_augmentation_of_the_epochs_it_resumes_at(
+        demo, tmp_path, monkeypatch):
+    from leukonet.data.loader import ManifestLoader
+
+    original = fit_module._callbacks
+    monkeypatch.setattr(fit_module, "_callbacks", lambda *a, **k: original(*a, **k) + [_Interrupt()])
+    with pytest.raises(KeyboardInterrupt):
+        leukonet.fit(_config(demo, tmp_path, epochs=4))
+    monkeypatch.setattr(fit_module, "_callbacks", original)
+    epochs, getitem = set(), ManifestLoader.__getitem__
+
+    def spy(self, index):
+        if self.shuffle:  # the training loader
+            epochs.add(self.epoch)
+        return getitem(self, index)
+
+    monkeypatch.setattr(ManifestLoader, "__getitem__", spy)
+    leukonet.fit(resume=tmp_path / "run")
+    # the shuffle order and augmentation seeds of epochs 3-4 (Keras's enqueuer may start on
+    # the epoch after the last), never those of epochs 1-2 again
+    assert {2, 3} <= epochs and not epochs & {0, 1}
+
+
 def test_a_resumed_cached_run_reads_the_views_of_the_epochs_it_resumes_at(demo, tmp_path,
                                                                           monkeypatch):
     from leukonet.train import features
