@@ -5,6 +5,7 @@ the data set size. No TensorFlow import: the same loader feeds the JAX and PyTor
 backends. An optional cache keeps decoded, resized pixels as ``.npy`` files, so
 epochs after the first skip JPEG decoding.
 """
+import functools
 import threading
 from pathlib import Path
 
@@ -14,6 +15,15 @@ import numpy as np
 from leukonet import io
 from leukonet.data import augment, crop, images, scan
 from leukonet.errors import ImageError, LeukonetError
+
+
+@functools.lru_cache(maxsize=4)
+def epoch_order(n, shuffle, seed, epoch):
+    """Row order of ``epoch``: a permutation from (seed, epoch), or 0..n-1 unshuffled.
+    Cached: every batch of an epoch asks for it (read-only, do not modify)."""
+    if not shuffle:
+        return np.arange(n)
+    return np.random.default_rng([seed, epoch]).permutation(n)
 
 
 class ManifestLoader(keras.utils.PyDataset):
@@ -56,23 +66,12 @@ class ManifestLoader(keras.utils.PyDataset):
         self.epoch = 0
         if len(self.paths) == 0:
             raise LeukonetError("no images to load")
-        self._order = self._make_order()
-
-    def _make_order(self):
-        if not self.shuffle:
-            return np.arange(len(self.paths))
-        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.paths))
 
     def __len__(self):
         return -(-len(self.paths) // self.batch_size)
 
     def on_epoch_end(self):
-        self.set_epoch(self.epoch + 1)
-
-    def set_epoch(self, epoch):
-        """Order and augmentation seeds of ``epoch`` from now on (a resumed fit starts there)."""
-        self.epoch = int(epoch)
-        self._order = self._make_order()
+        self.epoch += 1  # the next epoch's order and augmentation seeds
 
     def load(self, i) -> np.ndarray:
         """Row ``i`` as a resized uint8 ``(H, W, 3)`` array (from the cache when there)."""
@@ -102,7 +101,8 @@ class ManifestLoader(keras.utils.PyDataset):
         Unreadable images raise, or with ``skip_bad_images`` are left out and listed in
         ``self.bad``.
         """
-        rows = self._order[index * self.batch_size:(index + 1) * self.batch_size]
+        order = epoch_order(len(self.paths), self.shuffle, self.seed, self.epoch)
+        rows = order[index * self.batch_size:(index + 1) * self.batch_size]
         pixels, keep = [], []
         for i in rows:
             try:

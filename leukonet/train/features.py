@@ -12,6 +12,7 @@ import keras
 import numpy as np
 
 from leukonet import io
+from leukonet.data.loader import epoch_order
 from leukonet.models import heads
 from leukonet.models.build import BACKBONE_LAYER, OUTPUT
 
@@ -87,13 +88,6 @@ class FeatureLoader(keras.utils.PyDataset):
         self.arrays = [np.load(p, mmap_mode="r") for p in paths]
         self.targets_of, self.n, self.batch_size = targets_of, n, batch_size
         self.shuffle, self.seed, self.epoch = shuffle, seed, 0
-        self._orders = {}
-
-    def _order(self, epoch):
-        if epoch not in self._orders:
-            self._orders = {epoch: np.random.default_rng([self.seed, epoch]).permutation(self.n)
-                            if self.shuffle else np.arange(self.n)}
-        return self._orders[epoch]
 
     def __len__(self):
         return -(-self.n // self.batch_size)
@@ -103,7 +97,7 @@ class FeatureLoader(keras.utils.PyDataset):
 
     def read(self, first, count, epoch):
         """Batches ``first`` .. ``first + count - 1`` of ``epoch``, concatenated in order."""
-        order, b = self._order(epoch), self.batch_size
+        order, b = epoch_order(self.n, self.shuffle, self.seed, epoch), self.batch_size
         # each batch's rows sorted: the memory map is read front to back within a batch
         rows = np.concatenate([np.sort(order[i * b:(i + 1) * b])
                                for i in range(first, min(first + count, len(self)))])
@@ -119,8 +113,9 @@ class FeatureLoader(keras.utils.PyDataset):
 def keras_input(loader):
     """What Keras trains (or validates) the head on. On TensorFlow, a tf.data pipeline that
     reads STEPS_PER_EXECUTION batches per trip into Python: ``fit`` on the PyDataset itself
-    spends about 2.5 ms per batch in tf.data's ``from_generator``, more than a head step
-    costs (benchmarks/feature_cache.py). Other backends iterate the PyDataset directly."""
+    pays tf.data's ``from_generator`` hand-off once per batch, a large part of a head
+    step (1.1-1.3x per cached epoch, more on a busy machine: benchmarks/feature_cache.py).
+    Other backends iterate the PyDataset directly."""
     if keras.backend.backend() != "tensorflow":
         return loader
     from leukonet import tf_only

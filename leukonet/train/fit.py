@@ -405,7 +405,7 @@ def _train(config, run_dir, data, image_size, verbose):
         _trim_history(run_dir, restored)
         # the loader's epoch is Keras's: a resumed run reads the rows and augmentation of the
         # epoch it resumes at, as an unbroken one would
-        train.set_epoch(restored)
+        train.epoch = restored
         guard = NanGuard()
         model.fit(train, validation_data=val, epochs=s["epochs"], initial_epoch=initial_epoch,
                   callbacks=_callbacks(config, run_dir, s["stage"], monitor,
