@@ -28,6 +28,12 @@ def add_parser(sub):
                    help="same content under two labels: drop every copy (default) or keep the first")
     b.add_argument("--threshold", type=float, default=families.DEFAULT_THRESHOLD,
                    help="family distance threshold (default %(default)s)")
+    b.add_argument("--keypoint-links", action="store_true",
+                   help="also merge families that show the same field of view (shifted "
+                   "copies), by matching SIFT keypoints; needs OpenCV: "
+                   "pip install 'leukonet[keypoints]'")
+    b.add_argument("--min-inliers", type=int, default=None,
+                   help="keypoints that must agree for a keypoint link (default 9)")
     b.add_argument("--max-pixels", type=int, default=images.DEFAULT_MAX_PIXELS,
                    help="reject images with more pixels (decompression bombs)")
     b.add_argument("--workers", type=int, help="reader threads")
@@ -59,6 +65,9 @@ def add_parser(sub):
     a.add_argument("manifests", nargs="+", metavar="MANIFEST", help="one or two manifest CSVs")
     a.add_argument("--root", help="data root: compare the images themselves (near duplicates)")
     a.add_argument("--threshold", type=float, default=families.DEFAULT_THRESHOLD)
+    a.add_argument("--keypoints", action="store_true",
+                   help="with --root and two manifests: also find families that show the same "
+                   "field of view (shifted copies), by SIFT keypoints; needs OpenCV")
     a.set_defaults(func=audit)
 
     c = msub.add_parser("check", help="verify every row: file exists, hash matches, decodes")
@@ -85,7 +94,8 @@ def build(args):
     else:
         splits = args.splits.split(",") if args.splits else None
         m = Manifest.from_folder(args.root, splits=splits, **common)
-    m = m.dedup(on_conflict=args.on_conflict).group(threshold=args.threshold)
+    m = m.dedup(on_conflict=args.on_conflict).group(
+        threshold=args.threshold, keypoints=args.keypoint_links, min_inliers=args.min_inliers)
     out = m.to_csv(args.output, overwrite=args.overwrite)
     print(m.summary())
     print(f"wrote {out} ({len(m)} images), {out.parent / 'classes.json'}, "
@@ -149,7 +159,11 @@ def audit(args):
     from leukonet.data.audit import audit as run_audit
 
     ms = [Manifest.read_csv(p, root=args.root) for p in args.manifests]
-    report = run_audit(*ms, threshold=args.threshold, names=args.manifests)
+    if args.keypoints and (len(ms) < 2 or not args.root):
+        raise LeukonetError("--keypoints compares the images of two manifests: pass two "
+                            "manifests and --root")
+    report = run_audit(*ms, threshold=args.threshold, names=args.manifests,
+                       keypoints=args.keypoints)
     print(report)
     return 1 if report.verdict.startswith("LEAK") else 0
 

@@ -26,7 +26,8 @@ class AuditReport:
     @property
     def leaks(self) -> bool:
         a = self.across
-        return bool(a) and (a["exact"] + max(a["near"], 0) + a["shared_families"]) > 0
+        return bool(a) and (a["exact"] + max(a["near"], 0) + a["shared_families"]
+                            + a.get("keypoint", 0)) > 0
 
     def __str__(self):
         lines = []
@@ -42,7 +43,9 @@ class AuditReport:
             a = self.across
             lines.append(f"== {self.names[0]} vs {self.names[1]}: {a['exact']} exact links, "
                          f"{a['near']} near-duplicate links, {a['shared_families']} shared "
-                         "family ids" + ("" if a["near"] >= 0 else " (near links not measured: no --root)"))
+                         "family ids" + ("" if a["near"] >= 0 else " (near links not measured: no --root)")
+                         + (f", {a['keypoint']} pairs of families showing the same field "
+                            "(keypoints)" if "keypoint" in a else ""))
             for x, y, kind in self.examples[:10]:
                 lines.append(f"   {kind}: {x} <-> {y}")
         lines.append(self.verdict)
@@ -69,8 +72,39 @@ def _within(manifest, name, threshold, use_features):
                 largest=int(sizes.max()) if len(sizes) else 0, exact=exact, near=near)
 
 
-def audit(a, b=None, threshold=families.DEFAULT_THRESHOLD, names=None):
-    """Compare manifest ``a`` with itself and, if given, with ``b``."""
+def _keypoint_links_across(a, b, threshold):
+    """Pairs of families (one in ``a``, one in ``b``) that show the same field, as
+    ``(row in a, row in b)`` of one image each (``keypoint_links``; reads the images)."""
+    from leukonet.data import keypoint_links
+
+    def families_of(m):
+        if m.has_groups:
+            return m.frame["group"].to_numpy()
+        return families.group_features(m.features().astype(np.float32), threshold)
+
+    ga, gb = families_of(a), families_of(b)
+    _, ga = np.unique(ga, return_inverse=True)
+    _, gb = np.unique(gb, return_inverse=True)
+    gb = gb + (ga.max() + 1 if len(ga) else 0)
+    read_a, read_b = a.image_reader(), b.image_reader()
+
+    def read(row):
+        return read_a(row) if row < len(ga) else read_b(row - len(ga))
+
+    groups = np.concatenate([ga, gb])
+    links = keypoint_links.link_groups(groups, read)
+    first = {g: i for i, g in reversed(list(enumerate(groups)))}
+    last_a = ga.max() if len(ga) else -1  # ids up to last_a are a's, above are b's
+    return [(first[x], first[y] - len(ga)) for x, y, _ in links if x <= last_a < y]
+
+
+def audit(a, b=None, threshold=families.DEFAULT_THRESHOLD, names=None, keypoints=False):
+    """Compare manifest ``a`` with itself and, if given, with ``b``.
+
+    ``keypoints`` (needs the images and OpenCV) also links families of ``a`` and ``b``
+    that show the same field of view (``keypoint_links``): shifted copies the colour
+    descriptor misses.
+    """
     manifests = [m for m in (a, b) if m is not None]
     names = names or [f"manifest {i + 1}" for i in range(len(manifests))]
     use_features = all(m._features is not None or m.root is not None for m in manifests)
@@ -93,6 +127,11 @@ def audit(a, b=None, threshold=families.DEFAULT_THRESHOLD, names=None):
         if a.has_groups and b.has_groups:
             shared_groups = len(set(fa["group"]) & set(fb["group"]))
         report.across = dict(exact=len(shared_hash), near=near, shared_families=shared_groups)
+        if keypoints:
+            pairs = _keypoint_links_across(a, b, threshold)
+            report.across["keypoint"] = len(pairs)
+            report.examples = [(fa["path"].iloc[x], fb["path"].iloc[y], "same field")
+                               for x, y in pairs] + report.examples
     report.verdict = _verdict(report, a)
     return report
 
@@ -102,9 +141,14 @@ def _verdict(report, a):
     if report.across:
         x = report.across
         if report.leaks:
+            same_field, how = "", ""
+            if x.get("keypoint"):
+                same_field = f", {x['keypoint']} pairs of families showing the same field"
+                how = " after `leukonet manifest build --keypoint-links`"
             return (f"LEAK: {x['exact']} exact and {max(x['near'], 0)} near-duplicate links, "
-                    f"{x['shared_families']} shared families between {report.names[0]} and "
-                    f"{report.names[1]}; re-split with `leukonet manifest split`")
+                    f"{x['shared_families']} shared families{same_field} between "
+                    f"{report.names[0]} and {report.names[1]}; re-split with `leukonet manifest "
+                    f"split`{how}")
         how = "" if x["near"] >= 0 else " (by hash and family id; pass --root to compare images)"
         fam = ", ".join(f"{n}: {report.within[n]['multi_families']} families of copies"
                         for n in report.names)

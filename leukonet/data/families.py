@@ -11,6 +11,9 @@ On the public blood-cells set (measured 2026-11 on TRAIN+TEST, 12,444 images) a
 threshold of 0.14-0.15 gives 360-430 TRAIN families, 100-120 TEST families, no family
 shared between TRAIN and TEST and >99.7 % single-label families; 0.145 sits in the
 middle of that band and is the default.
+
+Copies shifted far enough to frame another part of the smear get other histograms and
+so other families; ``keypoint_links`` merges those (``group(keypoints=True)``).
 """
 import numpy as np
 from PIL import Image

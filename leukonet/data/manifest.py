@@ -132,9 +132,13 @@ class Manifest:
             classes = json.loads(sidecar.read_text(encoding="utf-8"))["classes"]
             if not set(frame["label"]) <= set(classes):
                 classes = None  # a sidecar from another manifest in the same folder
+        source = "in classes.json" if classes is not None else "on the other rows"
         if classes is None and "label_index" in frame:
             pairs = frame[["label_index", "label"]].drop_duplicates().sort_values("label_index")
-            classes = list(pairs["label"]) if pairs["label_index"].is_unique else None
+            # Only indices 0..k-1 spell out a class list; a subset that lacks a class (gaps)
+            # keeps its labels, and evaluate/fit map labels to a run's classes by name.
+            if list(pairs["label_index"]) == list(range(len(pairs))):
+                classes = list(pairs["label"])
         if classes is not None and "label_index" in frame:
             expected = frame["label"].map({c: i for i, c in enumerate(classes)})
             bad = np.flatnonzero(expected.to_numpy() != frame["label_index"].to_numpy())
@@ -142,7 +146,7 @@ class Manifest:
                 row = bad[0] + 2
                 raise LeukonetError(
                     f"{path}:{row}: label_index {frame['label_index'].iloc[bad[0]]} does not "
-                    f"match label {frame['label'].iloc[bad[0]]!r} in classes.json"
+                    f"match label {frame['label'].iloc[bad[0]]!r} {source}"
                 )
         if "split" in frame and (frame["split"] == "").all():
             frame = frame.drop(columns="split")
@@ -221,6 +225,20 @@ class Manifest:
             self._features = np.stack(feats) if feats else np.zeros((0, families.DESCRIPTOR_DIM))
         return self._features
 
+    def image_reader(self):
+        """``read(row) -> RGB uint8 array`` of one row's image under ``root``."""
+        if self.root is None:
+            raise LeukonetError("keypoint links read the images: pass the data root (--root)")
+
+        def read(row):
+            path = scan.resolve(self.root, self.frame["path"].iat[row], row=row + 2)
+            try:
+                return images.read_image(path)[0]
+            except ImageError as e:
+                raise LeukonetError(f"{e}; run `leukonet manifest check`") from None
+
+        return read
+
     # ---- operations -------------------------------------------------------------
     def dedup(self, on_conflict="drop"):
         """Drop exact duplicates (same sha1).
@@ -252,10 +270,28 @@ class Manifest:
         rejects = pd.concat([self.rejects, new], ignore_index=True) if len(new) else self.rejects
         return self._take(np.flatnonzero(keep.to_numpy()), rejects=rejects, classes=None)
 
-    def group(self, threshold=families.DEFAULT_THRESHOLD):
-        """Fill ``group``: families of near-duplicate (augmented) copies."""
+    def group(self, threshold=families.DEFAULT_THRESHOLD, keypoints=False,
+              min_inliers=None, progress=None):
+        """Fill ``group``: families of near-duplicate (augmented) copies.
+
+        With ``keypoints``, families that show the same field of view (shifted copies
+        whose colour histograms differ) are then merged: ``keypoint_links``, OpenCV.
+        """
         out = self._take(np.arange(len(self)))
-        out.frame["group"] = families.group_features(self.features().astype(np.float32), threshold)
+        groups = families.group_features(self.features().astype(np.float32), threshold)
+        if keypoints:
+            from leukonet.data import keypoint_links
+
+            links = keypoint_links.link_groups(
+                groups, self.image_reader(),
+                min_inliers=(keypoint_links.DEFAULT_MIN_INLIERS if min_inliers is None
+                             else min_inliers), progress=progress)
+            merged = keypoint_links.merge(groups, links)
+            out.notes.append(f"keypoint links: {len(links)} pairs of families show the same "
+                             f"field; {len(np.unique(groups))} families -> "
+                             f"{len(np.unique(merged))}")
+            groups = merged
+        out.frame["group"] = groups
         if out.has_splits:
             spans = out.frame.groupby("group")["split"].nunique()
             if (spans > 1).any():
@@ -283,11 +319,11 @@ class Manifest:
 
         return splits.subsample(self, fraction, seed=seed)
 
-    def audit(self, other=None, threshold=families.DEFAULT_THRESHOLD):
+    def audit(self, other=None, threshold=families.DEFAULT_THRESHOLD, keypoints=False):
         """Leakage report within this manifest and against ``other``."""
         from leukonet.data import audit
 
-        return audit.audit(self, other, threshold=threshold)
+        return audit.audit(self, other, threshold=threshold, keypoints=keypoints)
 
     def check(self, root=None, max_pixels=images.DEFAULT_MAX_PIXELS, workers=None):
         """Problems with the files under ``root``: a DataFrame (row, path, problem)."""

@@ -63,6 +63,7 @@ def split(manifest, val=0.2, test=None, seed=0):
     frame = manifest.frame
     labels, groups = frame["label"].to_numpy(), frame["group"].to_numpy()
     notes = []
+    dropped = np.zeros(len(frame), dtype=bool)
     if test is not None:
         if val + test >= 0.8:
             raise LeukonetError(f"--val {val} + --test {test} leave too little to train on")
@@ -75,16 +76,21 @@ def split(manifest, val=0.2, test=None, seed=0):
                      f"train/val: drawn from {', '.join(others)}")
         shared = set(groups[is_test]) & set(groups[~is_test])
         if shared:
+            # The test folder is the published benchmark, so it stays whole; the other
+            # copies of its cells are left out of train/val (they stay in the manifest).
+            leaked = ~is_test & np.isin(groups, list(shared))
             notes.append(f"warning: {len(shared)} families are in the test folder and the "
-                         "rest: the folder split leaks")
+                         f"rest: the folder split leaks; their {int(leaked.sum())} images "
+                         "outside the test folder are left out of train and val")
+            dropped = leaked
         val_share = val
     else:
         is_test = np.zeros(len(frame), dtype=bool)
         val_share = val
-    rest = np.flatnonzero(~is_test)
+    rest = np.flatnonzero(~is_test & ~dropped)
     is_val = np.zeros(len(frame), dtype=bool)
     is_val[rest[hold_out(labels[rest], groups[rest], val_share, seed)]] = True
-    parts = {"train": ~is_val & ~is_test, "val": is_val}
+    parts = {"train": ~is_val & ~is_test & ~dropped, "val": is_val}
     if is_test.any():
         parts["test"] = is_test
     out = {}

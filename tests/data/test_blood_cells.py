@@ -60,6 +60,27 @@ def test_train_vs_test_audit_finds_no_cross_link(built):
     assert report.verdict.startswith("OK")
 
 
+def test_keypoints_link_the_test_cells_that_the_published_split_shares_with_train(blood_cells):
+    # Found on 2026-11-25 by keypoint links and checked by eye: one neutrophil and one
+    # eosinophil of the TEST folder are also in TRAIN (rotated / shifted copies).
+    pytest.importorskip("cv2")
+    from leukonet.data import images, keypoint_links as kl
+
+    def kps(rel):
+        return kl._with_mirror(images.read_image(blood_cells / rel)[0])
+
+    def best(a, b):
+        return max(kl.inliers(x, y) for x in kps(a)[:1] for y in kps(b))
+
+    neu = ("TEST/NEUTROPHIL/_11_6121.jpeg", "TRAIN/NEUTROPHIL/_101_823.jpeg")
+    eos = ("TEST/EOSINOPHIL/_0_3859.jpeg", "TRAIN/EOSINOPHIL/_0_3072.jpeg")
+    assert best(*neu) >= kl.DEFAULT_MIN_INLIERS and best(*eos) >= kl.DEFAULT_MIN_INLIERS
+    assert best(neu[0], eos[1]) < kl.DEFAULT_MIN_INLIERS
+    assert best(eos[0], neu[1]) < kl.DEFAULT_MIN_INLIERS
+    shipped = Manifest.read_csv(SHIPPED / "manifest.csv").frame.set_index("path")["group"]
+    assert shipped[neu[0]] == shipped[neu[1]] and shipped[eos[0]] == shipped[eos[1]]
+
+
 def test_identical_files_in_test_simple_are_deduplicated(blood_cells):
     m = Manifest.from_folder(blood_cells, splits=["TEST_SIMPLE"]).dedup()
     assert len(m) == 69
@@ -71,6 +92,11 @@ def test_shipped_manifests_match_the_data(blood_cells):
     parts = {n: Manifest.read_csv(SHIPPED / f"{n}.csv") for n in ("train", "val", "test")}
     groups = {n: set(p.frame["group"]) for n, p in parts.items()}
     assert not groups["train"] & groups["val"] and not groups["train"] & groups["test"]
-    assert sum(len(p) for p in parts.values()) == 12444
+    assert not groups["val"] & groups["test"]
+    # every image is in one part, except the TRAIN copies of cells the TEST folder holds
+    whole = Manifest.read_csv(SHIPPED / "manifest.csv").frame
+    left_out = whole[(whole["split"] == "TRAIN") & whole["group"].isin(groups["test"])]
+    assert 0 < len(left_out) < 200
+    assert sum(len(p) for p in parts.values()) + len(left_out) == len(whole) == 12444
     sample = parts["val"]._take(range(0, len(parts["val"]), 10))
     assert len(sample.check(blood_cells)) == 0

@@ -145,6 +145,20 @@ def test_read_csv_rejects_foreign_and_inconsistent_files(tmp_path, built):
         Manifest.read_csv(tmp_path / "nope.csv")
 
 
+def test_a_subset_that_lacks_a_class_loads_without_its_sidecar(tmp_path, built):
+    # A manifest cut by hand (e.g. the validation rows of a few families) keeps the
+    # original label_index values, with gaps where a class is missing.
+    _, _, m = built
+    out = m.to_csv(tmp_path / "full" / "m.csv")
+    frame = pd.read_csv(out)
+    dropped = m.classes[1]
+    sub = tmp_path / "sub.csv"  # no classes.json beside it
+    frame[frame["label"] != dropped].to_csv(sub, index=False)
+    back = Manifest.read_csv(sub)
+    assert dropped not in back.classes
+    assert list(back.frame["label"]) == list(frame[frame["label"] != dropped]["label"])
+
+
 def test_summary_counts(built):
     _, _, m = built
     text = m.summary()

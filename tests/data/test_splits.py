@@ -66,6 +66,25 @@ def test_test_folder_is_kept_as_the_test_set():
     assert any("the TEST folder" in n for n in parts["train"].notes)
 
 
+def test_copies_of_test_folder_cells_are_left_out_of_train_and_val():
+    # Family 85 has rows in TEST and in TRAIN (a leak in the published folder split):
+    # the test folder stays whole and the TRAIN copies go nowhere.
+    m = _synthetic(n_groups=100, split=lambda g: "TEST" if g >= 80 else "TRAIN")
+    frame = m.frame.copy()
+    frame.loc[frame["group"] == 5, "group"] = 85
+    frame.loc[frame["group"] == 85, "label"] = frame.loc[frame["group"] == 85, "label"].iloc[-1]
+    m = Manifest(frame)
+    parts = m.split(val=0.2, seed=0)
+    leaked = m.frame[(m.frame["group"] == 85) & (m.frame["split"] == "TRAIN")]
+    assert len(leaked) > 0
+    assert set(parts["test"].frame["path"]) == set(m.frame[m.frame["split"] == "TEST"]["path"])
+    kept = set(parts["train"].frame["path"]) | set(parts["val"].frame["path"])
+    assert not kept & set(leaked["path"])
+    assert len(kept) + len(parts["test"]) + len(leaked) == len(m)
+    assert any(f"their {len(leaked)} images outside the test folder are left out" in n
+               for n in parts["train"].notes)
+
+
 def test_split_needs_groups_and_enough_families():
     frame = pd.DataFrame(dict(path=["a", "b"], label=["A", "B"], sha1=["1", "2"]))
     with pytest.raises(LeukonetError, match="no family column"):

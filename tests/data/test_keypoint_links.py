@@ -1,0 +1,155 @@
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image, ImageDraw, ImageFilter
+
+from leukonet.data.manifest import Manifest
+
+cv2 = pytest.importorskip("cv2")
+from leukonet.data import keypoint_links as kl  # noqa: E402
+
+
+def _field(seed, size=(700, 560)):
+    """A made-up smear: many pale red cells with darker rims and a few dark dots."""
+    rng = np.random.default_rng(seed)
+    # each smear its own stain, as the colour-histogram families expect of two cells
+    fill = tuple(int(v) for v in rng.integers(140, 230, 3))
+    img = Image.new("RGB", size, tuple(int(v) for v in rng.integers(200, 250, 3)))
+    draw = ImageDraw.Draw(img)
+    for _ in range(170):
+        x, y = rng.uniform(0, size[0]), rng.uniform(0, size[1])
+        rx, ry = rng.uniform(14, 26), rng.uniform(12, 24)
+        rim = tuple(int(v) for v in rng.integers(100, 200, 3))
+        draw.ellipse([x - rx, y - ry, x + rx, y + ry], fill=fill, outline=rim, width=4)
+        draw.ellipse([x - rx / 3, y - ry / 3, x + rx / 3, y + ry / 3], fill=(225, 200, 205))
+    for _ in range(40):
+        x, y = rng.uniform(0, size[0]), rng.uniform(0, size[1])
+        draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=(90, 60, 140))
+    return img.filter(ImageFilter.GaussianBlur(1))
+
+
+def _copy(field, centre, angle=0.0, mirror=False, tint=(1.0, 1.0, 1.0)):
+    """A 320x240 view of ``field`` around ``centre``: rotated (black fill in the corners),
+    optionally mirrored and tinted, the way an augmented copy of a smear looks."""
+    cx, cy = centre
+    window = field.crop((cx - 160, cy - 120, cx + 160, cy + 120)).rotate(angle)
+    if mirror:
+        window = window.transpose(Image.FLIP_LEFT_RIGHT)
+    rgb = np.asarray(window).astype(np.float32) * np.array(tint, np.float32)
+    return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="module")
+def views():
+    a, b, c = _field(1), _field(2), _field(3)
+    return dict(
+        a1=_copy(a, (300, 260)),
+        # shifted by a third of the frame, rotated, mirrored, tinted: same field
+        a2=_copy(a, (400, 300), angle=25, mirror=True, tint=(1.0, 0.85, 1.1)),
+        b1=_copy(b, (300, 260)),
+        b2=_copy(b, (380, 240), angle=-40),
+        c1=_copy(c, (330, 280), angle=10),
+        c2=_copy(c, (250, 220), angle=-70, mirror=True),
+    )
+
+
+def test_copies_of_one_field_agree_and_other_fields_do_not(views):
+    def best(x, y):
+        return max(kl.inliers(kl.keypoints(views[x]), k) for k in kl._with_mirror(views[y]))
+
+    assert best("a1", "a2") >= 3 * kl.DEFAULT_MIN_INLIERS
+    assert best("b1", "b2") >= 3 * kl.DEFAULT_MIN_INLIERS
+    assert best("a1", "b1") < kl.DEFAULT_MIN_INLIERS
+    assert best("a2", "b2") < kl.DEFAULT_MIN_INLIERS
+
+
+def test_no_keypoints_in_black_fill_or_on_blank_images(views):
+    points, _ = kl.keypoints(views["a2"])
+    rgb = views["a2"]
+    # every keypoint sits on picture, at least FILL_MARGIN pixels from any fill
+    fill = rgb.max(axis=2) < 30
+    ys, xs = np.nonzero(fill)
+    nearest = np.min(np.hypot(xs[None, :] - points[:, :1], ys[None, :] - points[:, 1:]), axis=1)
+    assert len(points) > 50 and nearest.min() >= kl.FILL_MARGIN - 1
+    blank = np.full((240, 320, 3), 200, np.uint8)
+    assert kl.inliers(kl.keypoints(blank), kl.keypoints(views["a1"])) == 0
+
+
+def test_link_groups_links_families_of_one_field_only(views):
+    images = [views["a1"], views["a1"][:, ::-1], views["a2"], views["b1"], views["b2"]]
+    groups = np.array([7, 7, 3, 5, 9])  # a1 (two copies), a2, b1, b2
+    links = kl.link_groups(groups, lambda row: images[row])
+    assert sorted((a, b) for a, b, _ in links) == [(3, 7), (5, 9)]
+    assert all(n >= kl.DEFAULT_MIN_INLIERS for _, _, n in links)
+
+
+def test_merge_numbers_families_by_first_appearance():
+    merged = kl.merge([5, 5, 3, 7, 3, 8], [(3, 7, 20)])
+    assert merged.tolist() == [0, 0, 1, 1, 1, 2]
+    assert kl.merge([4, 2], []).tolist() == [0, 1]
+
+
+def test_manifest_group_merges_shifted_copies_the_histogram_splits(tmp_path, views):
+    names = {"TRAIN/A/a1.png": "a1", "TRAIN/A/b1.png": "b1", "TRAIN/A/b2.png": "b2",
+             "TEST/A/a2.png": "a2"}
+    for rel, key in names.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(views[key]).save(tmp_path / rel)
+    plain = Manifest.from_folder(tmp_path).dedup().group()
+    linked = Manifest.from_folder(tmp_path).dedup().group(keypoints=True)
+
+    def family(m, rel):
+        return m.frame.set_index("path").at[rel, "group"]
+
+    # the tinted, shifted copy is its own family by colour, one family with its field by keypoints
+    assert family(plain, "TRAIN/A/a1.png") != family(plain, "TEST/A/a2.png")
+    assert family(linked, "TRAIN/A/a1.png") == family(linked, "TEST/A/a2.png")
+    assert family(linked, "TRAIN/A/b1.png") == family(linked, "TRAIN/A/b2.png")
+    assert family(linked, "TRAIN/A/a1.png") != family(linked, "TRAIN/A/b1.png")
+    assert any("keypoint links: 2 pairs" in n for n in linked.notes)
+    assert any("span split folders" in n for n in linked.notes)
+
+
+def test_keypoint_links_without_a_root_say_what_to_pass():
+    frame = pd.DataFrame(dict(path=["a.png"], label=["A"], sha1=["1"]))
+    m = Manifest(frame, features=np.zeros((1, 4), np.float32))
+    with pytest.raises(Exception, match="pass the data root"):
+        m.group(keypoints=True)
+
+
+def test_audit_with_keypoints_finds_the_same_field_across_manifests(tmp_path, views):
+    from leukonet.data.audit import audit
+
+    for rel, key in {"TRAIN/A/a1.png": "a1", "TRAIN/A/b1.png": "b1", "TEST/A/a2.png": "a2"}.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(views[key]).save(tmp_path / rel)
+    m = Manifest.from_folder(tmp_path).dedup().group()  # one build: family ids comparable
+    train = m._take(np.flatnonzero(m.frame["split"] == "TRAIN"))
+    test = m._take(np.flatnonzero(m.frame["split"] == "TEST"))
+    plain = audit(train, test, names=["train", "test"])
+    assert plain.verdict.startswith("OK")  # the colour descriptor misses the shifted copy
+    linked = audit(train, test, names=["train", "test"], keypoints=True)
+    assert linked.across["keypoint"] == 1 and linked.leaks
+    assert linked.examples[0] == ("TRAIN/A/a1.png", "TEST/A/a2.png", "same field")
+    assert "1 pairs of families showing the same field" in linked.verdict
+
+
+def test_cli_build_with_keypoint_links_then_split_and_audit(tmp_path, views, capsys):
+    from leukonet.cli import main
+
+    root = tmp_path / "data"
+    for rel, key in {"TRAIN/A/a1.png": "a1", "TRAIN/A/b1.png": "b1", "TRAIN/A/b2.png": "b2",
+                     "TRAIN/B/c1.png": "c1", "TRAIN/B/c2.png": "c2", "TEST/A/a2.png": "a2"}.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(views[key]).save(root / rel)
+    out = tmp_path / "m" / "manifest.csv"
+    assert main(["manifest", "build", str(root), "-o", str(out), "--keypoint-links"]) == 0
+    text = capsys.readouterr().out
+    assert "keypoint links: 3 pairs of families show the same field; 6 families -> 3" in text
+    frame = pd.read_csv(out).set_index("path")
+    assert frame.at["TRAIN/A/a1.png", "group"] == frame.at["TEST/A/a2.png", "group"]
+    # --test keeps the TEST folder whole and leaves a1 (a copy of a TEST cell) out
+    assert main(["manifest", "split", str(out), "--val", "0.5"]) == 0
+    assert "their 1 images outside the test folder are left out" in capsys.readouterr().out
+    assert main(["manifest", "audit", str(out), "--keypoints"]) == 2
+    assert "pass two manifests and --root" in capsys.readouterr().err
