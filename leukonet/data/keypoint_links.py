@@ -109,12 +109,11 @@ def link_groups(groups, read_rgb, per_family=3, min_inliers=DEFAULT_MIN_INLIERS,
     groups = np.asarray(groups)
     rng = np.random.default_rng(seed)
     reps = {}  # family -> list of keypoint sets (each image and its mirror)
-    ids, starts = np.unique(groups[np.argsort(groups, kind="stable")], return_index=True)
-    members = np.split(np.argsort(groups, kind="stable"), starts[1:])
-    for n, (g, rows) in enumerate(zip(ids, members)):
+    order = np.argsort(groups, kind="stable")  # rows of each family together, in row order
+    ids, starts = np.unique(groups[order], return_index=True)
+    for n, (g, rows) in enumerate(zip(ids, np.split(order, starts[1:]))):
         rows = rng.choice(rows, size=min(per_family, len(rows)), replace=False)
-        reps[g] = [read_rgb(int(r)) for r in sorted(rows)]
-        reps[g] = [kp for rgb in reps[g] for kp in _with_mirror(rgb)]
+        reps[g] = [kp for r in sorted(rows) for kp in _with_mirror(read_rgb(int(r)))]
         if progress and (n + 1) % 100 == 0:
             progress(n + 1)
     owners, descs = [], []

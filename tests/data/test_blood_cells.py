@@ -50,7 +50,9 @@ def test_same_names_across_splits_are_kept(built):
     assert len(shared) == 8
 
 
-def test_train_vs_test_audit_finds_no_cross_link(built):
+def test_train_vs_test_colour_audit_finds_no_cross_link(built):
+    # By colour histogram and hash, TRAIN and TEST share nothing; keypoints do find two
+    # shared cells (test_keypoints_link_the_test_cells_...).
     m, _ = built
     train = m._take(m.frame.index[m.frame["split"] == "TRAIN"])
     test = m._take(m.frame.index[m.frame["split"] == "TEST"])
