@@ -19,6 +19,9 @@ Defaults set on the blood-cells set (2026-11-25; data_manifests/blood-cells/READ
 at 9 inliers every candidate pair that the original smears say is one source was linked
 (90 of 90) and 5 of 186 links joined differently labelled families (some of them one
 cell under two labels). The scale bound and the fill margin each removed chance fits.
+On the SYNTHETIC demo set, whose source cells are known: the histogram alone splits 4 of
+120 sources across families, with keypoint links none; 3 of the 114 families then mix
+two look-alike cartoons (a test checks both).
 """
 import numpy as np
 

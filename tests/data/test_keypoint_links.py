@@ -153,3 +153,22 @@ def test_cli_build_with_keypoint_links_then_split_and_audit(tmp_path, views, cap
     assert "their 1 images outside the test folder are left out" in capsys.readouterr().out
     assert main(["manifest", "audit", str(out), "--keypoints"]) == 2
     assert "pass two manifests and --root" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_on_the_demo_set_keypoint_links_leave_no_source_split(tmp_path):
+    # The SYNTHETIC demo set knows each image's source cell (families.csv): the colour
+    # histogram splits a few sources across families; keypoint links must rejoin them,
+    # and may merge a few look-alike cartoons (measured: 3 of 114 families).
+    from leukonet.data.demo import make_demo_data
+
+    make_demo_data(tmp_path)
+    truth = pd.read_csv(tmp_path / "families.csv").set_index("path")["source"]
+    plain = Manifest.from_folder(tmp_path).dedup()
+    linked = plain.group(keypoints=True).frame
+    plain = plain.group().frame
+    split = [int((f.assign(src=f["path"].map(truth)).groupby("src")["group"].nunique() > 1).sum())
+             for f in (plain, linked)]
+    assert split[0] > 0 and split[1] == 0
+    mixed = (linked.assign(src=linked["path"].map(truth)).groupby("group")["src"].nunique() > 1)
+    assert mixed.mean() <= 0.05
