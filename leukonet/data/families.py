@@ -77,11 +77,17 @@ def group_features(features, threshold=DEFAULT_THRESHOLD) -> np.ndarray:
     # Connectivity, not distance: an exact duplicate (distance 0) must still be an edge.
     graph = neighbour_graph(features, threshold, mode="connectivity")
     _, labels = connected_components(graph, directed=False)
-    # Renumber by first appearance: the published id must not depend on scipy's order.
+    return number_by_first_appearance(labels)
+
+
+def number_by_first_appearance(labels) -> np.ndarray:
+    """Relabel ``labels`` 0, 1, ... in order of first appearance: a published family id
+    must not depend on scipy's component order."""
+    labels = np.asarray(labels)
     _, first = np.unique(labels, return_index=True)
     rank = np.empty(len(first), dtype=np.int64)
     rank[np.argsort(first)] = np.arange(len(first))
-    return rank[labels]
+    return rank[np.unique(labels, return_inverse=True)[1]]
 
 
 def link_pairs(features, threshold=DEFAULT_THRESHOLD, other=None):

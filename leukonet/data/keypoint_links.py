@@ -170,8 +170,4 @@ def merge(groups, links):
     b = [position[y] for _, y, _ in links]
     graph = coo_matrix((np.ones(len(a)), (a, b)), shape=(len(ids), len(ids)))
     _, component = connected_components(graph, directed=False)
-    labels = component[dense]
-    _, first = np.unique(labels, return_index=True)
-    rank = np.empty(len(first), dtype=np.int64)
-    rank[np.argsort(first)] = np.arange(len(first))
-    return rank[labels]
+    return families.number_by_first_appearance(component[dense])
