@@ -4,13 +4,14 @@
 
 Rows: leukonet ManifestLoader (threads, JPEG draft decoding; with and without
 augmentation -- its fused layers, and the stock Keras layers for comparison; with
---cache-dir cold then warm; with Pillow as its JPEG decoder instead of simplejpeg); keras.utils.image_dataset_from_directory (tf.data; with the
-stock Keras augmentation layers mapped over it); tf.keras
-ImageDataGenerator.flow_from_dataframe (what the published Keras work used; with its own
-rotation/zoom/shift/flip/brightness/channel-shift augmentation); and a tight decode+resize
-loop with the same threads, with Pillow and with simplejpeg (the faster is the ceiling).
-Each is run
---repeats times; the median is reported. Writes benchmarks/results/loader.json.
+--cache-dir cold then warm, a fresh cache each repeat; with Pillow as its JPEG decoder
+instead of simplejpeg); keras.utils.image_dataset_from_directory (tf.data; with the stock
+Keras augmentation layers mapped over it); tf.keras ImageDataGenerator.flow_from_dataframe
+(what the published Keras work used; with its own rotation/zoom/shift/flip/brightness/
+channel-shift augmentation); and a tight decode+resize loop with the same threads, with
+Pillow and with simplejpeg (the faster is the ceiling). Each is run --repeats times, round
+robin over the cases (a slow spell of the host hits every case); the median is reported.
+Writes benchmarks/results/loader.json.
 Not a test: nothing here asserts a time.
 """
 import argparse
@@ -133,7 +134,7 @@ def main():
     p.add_argument("--root", default=str(DEFAULT))
     p.add_argument("--quick", action="store_true", help="256 images, 1 repeat: checks the script runs")
     p.add_argument("--limit", type=int, default=0, help="images (0: all)")
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args()
@@ -142,37 +143,39 @@ def main():
         raise SystemExit(f"{root}: not found; pass --root (the blood-cells TRAIN folder)")
     limit, repeats = (256, 1) if args.quick else (args.limit, args.repeats)
     frame = _frame(root, limit)
+    import keras  # noqa: F401  (imported before timing: no timed pass pays for it)
+    import tensorflow  # noqa: F401
+
+    import leukonet.data.loader  # noqa: F401
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in ([240, 320], [120, 160]):
             cache = Path(tmp) / f"cache{size[0]}"
             cases = [
-                ("tight decode+resize loop, Pillow", lambda: tight_loop(frame, root, size, args.batch, args.workers)),
-                ("tight decode+resize loop, simplejpeg", lambda: tight_loop(frame, root, size, args.batch, args.workers, "simplejpeg")),
-                ("leukonet loader", lambda: leukonet_loader(frame, root, size, args.batch, args.workers)),
-                ("leukonet loader, Pillow decoder", lambda: leukonet_loader(frame, root, size, args.batch, args.workers, decoder="pillow")),
-                ("leukonet loader + augmentation", lambda: leukonet_loader(frame, root, size, args.batch, args.workers, True)),
-                ("keras image_dataset_from_directory", lambda: keras_directory(frame, root, size, args.batch, args.workers, tmp)),
-                ("tf.keras ImageDataGenerator", lambda: image_data_generator(frame, root, size, args.batch, args.workers)),
-                ("leukonet loader + augmentation, stock Keras layers", lambda: leukonet_loader(frame, root, size, args.batch, args.workers, "keras")),
-                ("image_dataset_from_directory + augmentation", lambda: keras_directory(frame, root, size, args.batch, args.workers, tmp, True)),
-                ("ImageDataGenerator + augmentation", lambda: image_data_generator(frame, root, size, args.batch, args.workers, True)),
+                ("tight decode+resize loop, Pillow", lambda r: tight_loop(frame, root, size, args.batch, args.workers)),
+                ("tight decode+resize loop, simplejpeg", lambda r: tight_loop(frame, root, size, args.batch, args.workers, "simplejpeg")),
+                ("leukonet loader", lambda r: leukonet_loader(frame, root, size, args.batch, args.workers)),
+                ("leukonet loader, Pillow decoder", lambda r: leukonet_loader(frame, root, size, args.batch, args.workers, decoder="pillow")),
+                ("leukonet loader + augmentation", lambda r: leukonet_loader(frame, root, size, args.batch, args.workers, True)),
+                ("keras image_dataset_from_directory", lambda r: keras_directory(frame, root, size, args.batch, args.workers, tmp)),
+                ("tf.keras ImageDataGenerator", lambda r: image_data_generator(frame, root, size, args.batch, args.workers)),
+                ("leukonet loader + augmentation, stock Keras layers", lambda r: leukonet_loader(frame, root, size, args.batch, args.workers, "keras")),
+                ("image_dataset_from_directory + augmentation", lambda r: keras_directory(frame, root, size, args.batch, args.workers, tmp, True)),
+                ("ImageDataGenerator + augmentation", lambda r: image_data_generator(frame, root, size, args.batch, args.workers, True)),
+                # a fresh cache each repeat: the cold pass fills it, the warm pass reads it
+                ("leukonet loader, cache cold", lambda r: leukonet_loader(frame, root, size, args.batch, args.workers, cache_dir=cache / str(r))),
+                ("leukonet loader, cache warm", lambda r: leukonet_loader(frame, root, size, args.batch, args.workers, cache_dir=cache / str(r))),
             ]
-            for name, fn in cases:
-                times = []
-                for _ in range(repeats):
+            times = {name: [] for name, _ in cases}
+            for repeat in range(repeats):  # round robin: a slow spell of the host hits every case
+                for name, fn in cases:
                     start = time.perf_counter()
-                    fn()
-                    times.append(time.perf_counter() - start)
+                    fn(repeat)
+                    times[name].append(time.perf_counter() - start)
+            for name, _ in cases:
                 results.append(dict(size=f"{size[0]}x{size[1]}", loader=name, images=len(frame),
-                                    images_per_s=round(len(frame) / statistics.median(times), 1)))
+                                    images_per_s=round(len(frame) / statistics.median(times[name]), 1)))
                 print(f"{results[-1]['size']:8} {name:40} {results[-1]['images_per_s']:8.1f} img/s", flush=True)
-            for label in ("cold", "warm"):
-                start = time.perf_counter()
-                leukonet_loader(frame, root, size, args.batch, args.workers, cache_dir=cache)
-                results.append(dict(size=f"{size[0]}x{size[1]}", loader=f"leukonet loader, cache {label}",
-                                    images=len(frame), images_per_s=round(len(frame) / (time.perf_counter() - start), 1)))
-                print(f"{results[-1]['size']:8} {results[-1]['loader']:40} {results[-1]['images_per_s']:8.1f} img/s")
     table = pd.DataFrame(results)
     ratios = []
     for size, part in table.groupby("size"):
@@ -180,6 +183,10 @@ def main():
         ratios.append(dict(size=size,
                            vs_image_dataset_from_directory=round(speed["leukonet loader"] / speed["keras image_dataset_from_directory"], 2),
                            vs_ImageDataGenerator=round(speed["leukonet loader"] / speed["tf.keras ImageDataGenerator"], 2),
+                           cache_warm_vs_image_dataset_from_directory=round(
+                               speed["leukonet loader, cache warm"] / speed["keras image_dataset_from_directory"], 2),
+                           cache_warm_vs_ImageDataGenerator=round(
+                               speed["leukonet loader, cache warm"] / speed["tf.keras ImageDataGenerator"], 2),
                            share_of_ceiling=round(speed["leukonet loader"] / max(
                                speed["tight decode+resize loop, Pillow"], speed["tight decode+resize loop, simplejpeg"]), 2),
                            simplejpeg_vs_pillow_decoder=round(speed["leukonet loader"] / speed["leukonet loader, Pillow decoder"], 2),

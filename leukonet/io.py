@@ -8,15 +8,20 @@ import contextlib
 import json
 import os
 import tempfile
+import threading
 from pathlib import Path
+
+_UMASK_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
-def atomic_path(path):
+def atomic_path(path, fsync=True):
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
 
     For writers that insist on a file name (``model.save``, ``fig.savefig``,
     ``DataFrame.to_csv``). The temporary keeps the suffix so format sniffing works.
+    ``fsync=False`` skips the flush to disk (milliseconds per file): only for data that
+    can be made again and whose reader detects a torn file, like the loader's pixel cache.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -25,13 +30,15 @@ def atomic_path(path):
     )
     os.close(fd)
     # mkstemp creates 0600; give the file the permissions a plain open() would.
-    umask = os.umask(0)
-    os.umask(umask)
+    with _UMASK_LOCK:  # reading the umask sets it; two threads interleaving would leave it 0
+        umask = os.umask(0)
+        os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)
     try:
         yield Path(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
+        if fsync:
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -76,25 +76,35 @@ def _to_rgb(img: Image.Image) -> Image.Image:
 
 
 def decode_rgb(data: bytes, name: str = "<bytes>", max_pixels=DEFAULT_MAX_PIXELS,
-               draft=None) -> np.ndarray:
+               draft=None, out=None) -> np.ndarray:
     """Decode image bytes to a read-only ``(H, W, 3)`` uint8 array, EXIF orientation applied.
 
     Multi-frame files (GIF, TIFF) give their first frame. ``draft=(h, w)`` lets Pillow
     decode a JPEG at a reduced scale no smaller than that (in display orientation).
+    ``out``: a writable C-contiguous uint8 array that a JPEG decoded by simplejpeg to
+    exactly its shape is written into, and returned (the loader decodes straight into its
+    batch); any other image comes back as a new array, as without ``out``.
     Raises ``ImageError(name, reason)``.
     """
     if not data:
         raise ImageError(name, "empty file (0 bytes)")
     try:
+        if JPEG_DECODER == "simplejpeg" and _is_plain_jpeg(data):
+            # No Pillow at all: its header parse and EXIF lookup cost a third of a JPEG
+            # decode and hold the GIL, so the loader's threads queued on them.
+            try:
+                height, width, colorspace, _ = _simplejpeg.decode_jpeg_header(data)
+            except ValueError:
+                colorspace = None  # a header simplejpeg rejects: Pillow judges (and words) it
+            if colorspace in ("YCbCr", "Gray"):  # Pillow's "RGB" and "L" (CMYK goes to Pillow)
+                _check_size(name, width, height, max_pixels)
+                return _decode_jpeg_fast(data, width, height, draft, out)
         img = Image.open(io.BytesIO(data))  # reads the header only
         width, height = img.size
-        if width * height > max_pixels:  # refuse before decoding a single pixel
-            raise ImageError(name, f"image too large ({width} x {height} = {width * height} "
-                                   f"pixels > limit {max_pixels}); raise --max-pixels if it is "
-                                   "genuine")
+        _check_size(name, width, height, max_pixels)  # before decoding a single pixel
         orientation = img.getexif().get(_EXIF_ORIENTATION, 1) if img.format == "JPEG" else None
         if JPEG_DECODER == "simplejpeg" and orientation == 1 and img.mode in ("RGB", "L"):
-            return _decode_jpeg_fast(data, width, height, draft)
+            return _decode_jpeg_fast(data, width, height, draft, out)
         if draft is not None and img.format == "JPEG":
             h, w = draft
             if orientation in (5, 6, 7, 8):
@@ -115,7 +125,22 @@ def decode_rgb(data: bytes, name: str = "<bytes>", max_pixels=DEFAULT_MAX_PIXELS
         raise ImageError(name, f"truncated or corrupt image ({detail})") from None
 
 
-def _decode_jpeg_fast(data, width, height, draft) -> np.ndarray:
+def _is_plain_jpeg(data) -> bool:
+    """A JPEG (SOI marker) with no EXIF block and no XMP orientation anywhere in it, so
+    it is stored upright. Pillow reads orientation from EXIF and, lacking that, from XMP's
+    ``tiff:Orientation``; a file mentioning either goes through Pillow. Scanning all bytes
+    (microseconds) rather than walking the marker segments can only err towards Pillow."""
+    return data[:3] == b"\xff\xd8\xff" and b"Exif\x00\x00" not in data and b"Orientation" not in data
+
+
+def _check_size(name, width, height, max_pixels):
+    if width * height > max_pixels:
+        raise ImageError(name, f"image too large ({width} x {height} = {width * height} "
+                               f"pixels > limit {max_pixels}); raise --max-pixels if it is "
+                               "genuine")
+
+
+def _decode_jpeg_fast(data, width, height, draft, out=None) -> np.ndarray:
     """An upright RGB/greyscale JPEG via simplejpeg, at Pillow's draft scale: the largest of
     1, 1/2, 1/4, 1/8 that keeps the image at least ``draft`` (so both decoders give the
     same size, and the same pixels)."""
@@ -124,8 +149,14 @@ def _decode_jpeg_fast(data, width, height, draft) -> np.ndarray:
         h, w = draft
         fit = min(width // max(1, w), height // max(1, h))
         scale = next((s for s in (8, 4, 2, 1) if fit >= s), 1)
-    rgb = _simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=-(-height // scale),
-                                  min_width=-(-width // scale))
+    shape = (-(-height // scale), -(-width // scale), 3)
+    if (out is not None and out.shape == shape and out.dtype == np.uint8
+            and out.flags.c_contiguous and out.flags.writeable):
+        _simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=shape[0], min_width=shape[1],
+                                buffer=out)
+        return out
+    rgb = _simplejpeg.decode_jpeg(data, colorspace="RGB", min_height=shape[0],
+                                  min_width=shape[1])
     rgb.flags.writeable = False  # like np.asarray of a Pillow image
     return rgb
 
@@ -140,9 +171,9 @@ def _read_bytes(path) -> bytes:
         raise ImageError(path, f"cannot read file ({e.strerror or e})") from None
 
 
-def open_rgb(path, max_pixels=DEFAULT_MAX_PIXELS, draft=None) -> np.ndarray:
+def open_rgb(path, max_pixels=DEFAULT_MAX_PIXELS, draft=None, out=None) -> np.ndarray:
     """``decode_rgb`` of a file; a missing or unreadable file is an ``ImageError`` too."""
-    return decode_rgb(_read_bytes(path), str(path), max_pixels, draft)
+    return decode_rgb(_read_bytes(path), str(path), max_pixels, draft, out)
 
 
 def read_image(path, max_pixels=DEFAULT_MAX_PIXELS, draft=None):

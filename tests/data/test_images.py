@@ -193,6 +193,57 @@ def test_exif_rotated_jpeg_is_upright_with_either_decoder(jpeg_decoder):
     assert rgb[37, 10, 2] > 200 and rgb[2, 10, 0] > 200  # the blue strip is now at the bottom
 
 
+def test_xmp_rotated_jpeg_is_upright_with_either_decoder(jpeg_decoder):
+    # No EXIF block: Pillow takes the orientation from XMP's tiff:Orientation instead.
+    img = Image.new("RGB", (40, 20), (255, 0, 0))
+    img.paste((0, 0, 255), (0, 0, 10, 20))
+    xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF><rdf:Description '
+           b'tiff:Orientation="8"/></rdf:RDF></x:xmpmeta>')
+    rgb = images.decode_rgb(_bytes(img, "JPEG", xmp=xmp, quality=95))
+    assert rgb.shape == (40, 20, 3)
+    assert rgb[37, 10, 2] > 200 and rgb[2, 10, 0] > 200
+
+
+def test_plain_jpeg_is_decoded_without_pillow(monkeypatch):
+    pytest.importorskip("simplejpeg")
+    monkeypatch.setattr(images, "JPEG_DECODER", "simplejpeg")
+    plain = _noise_jpeg((48, 64))
+    exif = Image.new("RGB", (64, 48)).getexif()
+    exif[0x0112] = 1  # an EXIF block (upright): Pillow reads it
+    tagged = _noise_jpeg((48, 64), exif=exif)
+    opened = []
+    real_open = Image.open
+    monkeypatch.setattr(images.Image, "open", lambda *a, **k: opened.append(1) or real_open(*a, **k))
+    a, b = images.decode_rgb(plain), images.decode_rgb(tagged)
+    assert len(opened) == 1  # only the file with EXIF went through Pillow's header parse
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(ImageError, match=r"image too large \(64 x 48 = 3072 pixels > limit 3000\)"):
+        images.decode_rgb(plain, max_pixels=3000)  # the size limit holds on this path too
+
+
+def _pillow_rgb(data):
+    return np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+
+
+def test_decode_into_a_given_array(monkeypatch):
+    pytest.importorskip("simplejpeg")
+    data = _noise_jpeg((239, 321))
+    for decoder in ("simplejpeg", "pillow"):
+        monkeypatch.setattr(images, "JPEG_DECODER", decoder)
+        for draft in [None, (120, 161), (60, 80), (29, 40)]:
+            expected = images.decode_rgb(data, draft=draft)
+            out = np.zeros(expected.shape, np.uint8)
+            got = images.decode_rgb(data, draft=draft, out=out)
+            np.testing.assert_array_equal(got, expected)
+            # simplejpeg writes into it; Pillow returns its own array and leaves it alone
+            assert (got is out) == (decoder == "simplejpeg") and out.any() == (decoder == "simplejpeg")
+        wrong = np.zeros((10, 10, 3), np.uint8)
+        assert images.decode_rgb(data, out=wrong).shape == (239, 321, 3) and not wrong.any()
+        strided = np.zeros((239, 642, 3), np.uint8)[:, ::2]  # right shape, not contiguous
+        np.testing.assert_array_equal(images.decode_rgb(data, out=strided), _pillow_rgb(data))
+        assert not strided.any()
+
+
 def test_truncated_jpeg(jpeg_decoder):
     noise = np.random.default_rng(0).integers(0, 255, (64, 64, 3), np.uint8)
     data = _bytes(Image.fromarray(noise), "JPEG")

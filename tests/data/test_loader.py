@@ -65,12 +65,24 @@ def test_cache_dir_holds_resized_pixels(data, tmp_path):
     root, m = data
     cache = tmp_path / "cache"
     first = ManifestLoader(m.frame, root, (24, 32), batch_size=36, cache_dir=cache)[0][0]
-    files = list(cache.rglob("*.npy"))
-    assert len(files) == 36 and np.load(files[0]).shape == (24, 32, 3)
+    files = sorted(cache.rglob("*.rgb"))
+    entry = 24 * 32 * 3 + 4  # the pixels and their CRC-32
+    assert len(files) == 36 and {f.stat().st_size for f in files} == {entry}
+    # A torn entry (short, long, or the right length with other bytes) or one gone is
+    # decoded again and rewritten whole.
+    originals = [f.read_bytes() for f in files[:4]]
+    files[0].write_bytes(originals[0][:100])
+    files[1].write_bytes(originals[1] + b"x")
+    files[2].write_bytes(bytes(len(originals[2])))  # zeros: what a crash can leave
+    files[3].unlink()
+    again = ManifestLoader(m.frame, root, (24, 32), batch_size=36, cache_dir=cache)[0][0]
+    np.testing.assert_array_equal(first, again)
+    assert [f.read_bytes() for f in files[:4]] == originals
     for p in root.rglob("*.png"):  # the cache alone now serves the images
         p.unlink()
-    second = ManifestLoader(m.frame, root, (24, 32), batch_size=36, cache_dir=cache)[0][0]
-    np.testing.assert_array_equal(first, second)
+    loader = ManifestLoader(m.frame, root, (24, 32), batch_size=36, cache_dir=cache)
+    np.testing.assert_array_equal(first, loader[0][0])
+    np.testing.assert_array_equal(first[5], loader.load(5))  # without a batch slot to fill
 
 
 def test_bad_image_mid_epoch(data):
@@ -84,6 +96,38 @@ def test_bad_image_mid_epoch(data):
     x, y = skipping[0]
     assert x.shape[0] == 7 and len(y) == 7
     assert list(skipping.bad) == [m.frame["path"].iloc[2]]
+
+
+def test_jpegs_decoded_into_the_batch_match_one_by_one_loading(tmp_path, monkeypatch):
+    # JPEGs at the batch size and at twice it are decoded straight into the batch; an odd
+    # size, a PNG and an EXIF-rotated JPEG take a copy. A truncated JPEG mid-batch fails
+    # after writing into its slot, which the next image must overwrite.
+    from leukonet.data import images
+
+    pytest.importorskip("simplejpeg")
+    root = tmp_path / "jpegs"
+    (root / "A").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    exif = Image.new("RGB", (1, 1)).getexif()
+    exif[0x0112] = 3  # upside down
+    files = [("exact.jpg", (24, 32), {}), ("double.jpg", (48, 64), {}), ("odd.jpg", (30, 37), {}),
+             ("bad.jpg", (24, 32), {}), ("after_bad.jpg", (24, 32), {}), ("p.png", (24, 32), {}),
+             ("rotated.jpg", (24, 32), {"exif": exif})]
+    for name, (h, w), kw in files:
+        small = Image.fromarray(rng.integers(0, 255, (h // 4 + 1, w // 4 + 1, 3), np.uint8))
+        small.resize((w, h), Image.BICUBIC).save(root / "A" / name, quality=90, **kw)
+    bad = root / "A" / "bad.jpg"
+    bad.write_bytes(bad.read_bytes()[:-200])  # header intact, scan cut short
+    frame = pd.DataFrame({"path": [f"A/{n}" for n, _, _ in files], "label_index": 0})
+    batches = {}
+    for decoder in ("simplejpeg", "pillow"):
+        monkeypatch.setattr(images, "JPEG_DECODER", decoder)
+        loader = ManifestLoader(frame, root, (24, 32), batch_size=7, skip_bad_images=True, workers=1)
+        batches[decoder], keep = loader.load_batch(0)
+        assert list(loader.bad) == ["A/bad.jpg"] and keep.tolist() == [0, 1, 2, 4, 5, 6]
+        one_by_one = np.stack([loader.load(i) for i in keep])
+        np.testing.assert_array_equal(batches[decoder], one_by_one)
+    np.testing.assert_array_equal(batches["simplejpeg"], batches["pillow"])
 
 
 @pytest.mark.slow

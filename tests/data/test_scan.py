@@ -102,9 +102,14 @@ def test_non_utf8_file_name(tmp_path):
 
 
 def test_resolve_refuses_escaping_paths(tmp_path):
-    for bad in ["../x.jpg", "/etc/passwd", "a/../../x.jpg", "C:/x.jpg"]:
+    for bad in ["../x.jpg", "/etc/passwd", "a/../../x.jpg", "C:/x.jpg", "./C:/x.jpg",
+                "a//../x.jpg", "..", "//x.jpg"]:
         with pytest.raises(LeukonetError, match="escapes the data root"):
             scan.resolve(tmp_path, bad, row=7)
+    (tmp_path / "A").mkdir()
+    (tmp_path / "A" / "b..c.png").write_bytes(b"x")  # dots inside a name are fine
+    for good in ["A/b..c.png", "./A/b..c.png", "A//b..c.png"]:
+        assert scan.resolve(tmp_path, good).samefile(tmp_path / "A" / "b..c.png")
 
 
 def _labels(tmp_path, rows, columns=("file", "cls")):
