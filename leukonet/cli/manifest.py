@@ -1,4 +1,5 @@
 """``leukonet manifest build|split|subsample|audit|check``: manifests from the shell."""
+import functools
 import sys
 import time
 from pathlib import Path
@@ -77,9 +78,9 @@ def add_parser(sub):
     c.set_defaults(func=check)
 
 
-def _progress(done, total):
+def _progress(done, total, what="read", unit="images"):
     if sys.stderr.isatty():
-        print(f"\rread {done}/{total} images", end="" if done < total else "\n",
+        print(f"\r{what} {done}/{total} {unit}", end="" if done < total else "\n",
               file=sys.stderr, flush=True)
 
 
@@ -95,7 +96,8 @@ def build(args):
         splits = args.splits.split(",") if args.splits else None
         m = Manifest.from_folder(args.root, splits=splits, **common)
     m = m.dedup(on_conflict=args.on_conflict).group(
-        threshold=args.threshold, keypoints=args.keypoint_links, min_inliers=args.min_inliers)
+        threshold=args.threshold, keypoints=args.keypoint_links, min_inliers=args.min_inliers,
+        progress=functools.partial(_progress, what="keypoints: read", unit="families"))
     out = m.to_csv(args.output, overwrite=args.overwrite)
     print(m.summary())
     print(f"wrote {out} ({len(m)} images), {out.parent / 'classes.json'}, "

@@ -107,6 +107,7 @@ def link_groups(groups, read_rgb, per_family=3, min_inliers=DEFAULT_MIN_INLIERS,
 
     ``groups``: the family id of each row; ``read_rgb(row)``: the RGB uint8 image of a
     row. Up to ``per_family`` rows of each family are read (a seeded sample).
+    ``progress(done, total)`` is called as families are read, ending with total.
     """
     cv2 = _cv2()
     groups = np.asarray(groups)
@@ -117,8 +118,8 @@ def link_groups(groups, read_rgb, per_family=3, min_inliers=DEFAULT_MIN_INLIERS,
     for n, (g, rows) in enumerate(zip(ids, np.split(order, starts[1:]))):
         rows = rng.choice(rows, size=min(per_family, len(rows)), replace=False)
         reps[g] = [kp for r in sorted(rows) for kp in _with_mirror(read_rgb(int(r)))]
-        if progress and (n + 1) % 100 == 0:
-            progress(n + 1)
+        if progress and ((n + 1) % 50 == 0 or n + 1 == len(ids)):
+            progress(n + 1, len(ids))  # the reading and SIFT stage: most of the time
     owners, descs = [], []
     for g, sets in reps.items():
         for _, d in sets:

@@ -43,11 +43,11 @@ def read_rows(root, paths, max_pixels=images.DEFAULT_MAX_PIXELS, workers=None, p
 
     with ThreadPoolExecutor(_workers(workers)) as pool:
         for i, result in enumerate(pool.map(one, paths, chunksize=16)):
-            if progress and (i + 1) % 500 == 0:
+            # The last call comes before the last yield: a caller zipping this with its own
+            # list stops there and never resumes the generator past it.
+            if progress and ((i + 1) % 500 == 0 or i + 1 == len(paths)):
                 progress(i + 1, len(paths))
             yield result
-    if progress:
-        progress(len(paths), len(paths))
 
 
 class Manifest:
@@ -204,7 +204,7 @@ class Manifest:
         positions = np.asarray(positions, dtype=int)
         feats = self._features[positions] if self._features is not None else None
         kwargs = dict(root=self.root, classes=self.classes, rejects=self.rejects,
-                      notes=self.notes, features=feats)
+                      notes=list(self.notes), features=feats)
         kwargs.update(changes)
         return Manifest(self.frame.iloc[positions].copy(), **kwargs)
 
@@ -275,32 +275,47 @@ class Manifest:
         """Fill ``group``: families of near-duplicate (augmented) copies.
 
         With ``keypoints``, families that show the same field of view (shifted copies
-        whose colour histograms differ) are then merged: ``keypoint_links``, OpenCV.
+        whose colour histograms differ) are then merged: ``link_fields``.
         """
         out = self._take(np.arange(len(self)))
-        groups = families.group_features(self.features().astype(np.float32), threshold)
+        out.frame["group"] = families.group_features(self.features().astype(np.float32), threshold)
         if keypoints:
-            from leukonet.data import keypoint_links
+            return out.link_fields(min_inliers, progress)
+        return out._warn_split_spans()
 
-            links = keypoint_links.link_groups(
-                groups, self.image_reader(),
-                min_inliers=(keypoint_links.DEFAULT_MIN_INLIERS if min_inliers is None
-                             else min_inliers), progress=progress)
-            merged = keypoint_links.merge(groups, links)
-            out.notes.append(f"keypoint links: {len(links)} pairs of families show the same "
-                             f"field; {len(np.unique(groups))} families -> "
-                             f"{len(np.unique(merged))}")
-            groups = merged
-        out.frame["group"] = groups
-        if out.has_splits:
-            spans = out.frame.groupby("group")["split"].nunique()
+    def link_fields(self, min_inliers=None, progress=None):
+        """Merge families that show the same field of view, by SIFT keypoints matched
+        between them (``keypoint_links``, OpenCV); needs ``group`` filled.
+        ``progress(done, total)`` follows the families as they are read."""
+        from leukonet.data import keypoint_links
+
+        if "group" not in self.frame or self.frame["group"].isna().any():
+            raise LeukonetError("link_fields merges families: call group() first")
+        out = self._take(np.arange(len(self)))
+        groups = out.frame["group"].to_numpy()
+        links = keypoint_links.link_groups(
+            groups, self.image_reader(),
+            min_inliers=(keypoint_links.DEFAULT_MIN_INLIERS if min_inliers is None
+                         else min_inliers), progress=progress)
+        merged = keypoint_links.merge(groups, links)
+        out.notes.append(f"keypoint links: {len(links)} pairs of families show the same "
+                         f"field; {len(np.unique(groups))} families -> "
+                         f"{len(np.unique(merged))}")
+        out.frame["group"] = merged
+        return out._warn_split_spans()
+
+    def _warn_split_spans(self):
+        # link_fields after group: the merged families replace the earlier count
+        self.notes = [n for n in self.notes if "families span split folders" not in n]
+        if self.has_splits:
+            spans = self.frame.groupby("group")["split"].nunique()
             if (spans > 1).any():
-                out.notes.append(
+                self.notes.append(
                     f"warning: {int((spans > 1).sum())} families span split folders "
-                    f"({', '.join(sorted(out.frame['split'].unique()))}): copies of one cell "
+                    f"({', '.join(sorted(self.frame['split'].unique()))}): copies of one cell "
                     "are on both sides; run `leukonet manifest audit`"
                 )
-        return out
+        return self
 
     def split(self, val=0.2, test=None, seed=0):
         """Group-aware stratified train/val(/test) split: ``{"train": M, "val": M, ...}``.

@@ -4,6 +4,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
 from leukonet.data.manifest import Manifest
+from leukonet.errors import LeukonetError
 
 cv2 = pytest.importorskip("cv2")
 from leukonet.data import keypoint_links as kl  # noqa: E402
@@ -78,8 +79,10 @@ def test_no_keypoints_in_black_fill_or_on_blank_images(views):
 def test_link_groups_links_families_of_one_field_only(views):
     images = [views["a1"], views["a1"][:, ::-1], views["a2"], views["b1"], views["b2"]]
     groups = np.array([7, 7, 3, 5, 9])  # a1 (two copies), a2, b1, b2
-    links = kl.link_groups(groups, lambda row: images[row])
+    calls = []
+    links = kl.link_groups(groups, lambda row: images[row], progress=lambda *a: calls.append(a))
     assert sorted((a, b) for a, b, _ in links) == [(3, 7), (5, 9)]
+    assert calls == [(4, 4)]  # four families read
     assert all(n >= kl.DEFAULT_MIN_INLIERS for _, _, n in links)
 
 
@@ -108,6 +111,14 @@ def test_manifest_group_merges_shifted_copies_the_histogram_splits(tmp_path, vie
     assert family(linked, "TRAIN/A/a1.png") != family(linked, "TRAIN/A/b1.png")
     assert any("keypoint links: 2 pairs" in n for n in linked.notes)
     assert any("span split folders" in n for n in linked.notes)
+    # the two steps one at a time give the same families and one warning (the merged count)
+    stepwise = plain.link_fields()
+    pd.testing.assert_frame_equal(stepwise.frame, linked.frame)
+    assert stepwise.notes == linked.notes
+    assert sum("span split folders" in n for n in stepwise.notes) == 1
+    assert not any("keypoint links" in n for n in plain.notes)  # the input is left as it was
+    with pytest.raises(LeukonetError, match=r"call group\(\) first"):
+        Manifest.from_folder(tmp_path).dedup().link_fields()
 
 
 def test_keypoint_links_without_a_root_say_what_to_pass():
@@ -134,7 +145,9 @@ def test_audit_with_keypoints_finds_the_same_field_across_manifests(tmp_path, vi
     assert "1 pairs of families showing the same field" in linked.verdict
 
 
-def test_cli_build_with_keypoint_links_then_split_and_audit(tmp_path, views, capsys):
+def test_cli_build_with_keypoint_links_then_split_and_audit(tmp_path, views, capsys, monkeypatch):
+    import sys
+
     from leukonet.cli import main
 
     root = tmp_path / "data"
@@ -143,8 +156,11 @@ def test_cli_build_with_keypoint_links_then_split_and_audit(tmp_path, views, cap
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(views[key]).save(root / rel)
     out = tmp_path / "m" / "manifest.csv"
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)  # progress goes to a terminal only
     assert main(["manifest", "build", str(root), "-o", str(out), "--keypoint-links"]) == 0
-    text = capsys.readouterr().out
+    captured = capsys.readouterr()
+    assert "read 6/6 images" in captured.err and "keypoints: read 6/6 families\n" in captured.err
+    text = captured.out
     assert "keypoint links: 3 pairs of families show the same field; 6 families -> 3" in text
     frame = pd.read_csv(out).set_index("path")
     assert frame.at["TRAIN/A/a1.png", "group"] == frame.at["TEST/A/a2.png", "group"]
