@@ -345,3 +345,23 @@ def test_repeated_fits_in_one_process_free_their_traced_graphs(demo, tmp_path):
     for _ in range(2):
         leukonet.fit(_config(demo, tmp_path, epochs=1, overwrite=True), verbose=0)
     assert live_graphs() <= first
+
+
+def test_pixel_cache_feeds_the_same_pixels_cold_and_warm(demo, tmp_path):
+    # --cache-dir: the first fit fills the cache, the second reads only from it (its
+    # entries are the raw pixels + CRC-32); both must train exactly as without a cache.
+    base, root = demo
+    cache = tmp_path / "cache"
+    histories = []
+    for name, cache_dir in (("plain", None), ("cold", cache), ("warm", cache)):
+        run = leukonet.fit(_config(demo, tmp_path, run_dir=str(tmp_path / name), seed=3,
+                                   cache_dir=str(cache_dir) if cache_dir else None))
+        histories.append(run.history[["loss", "val_loss", "val_accuracy"]].to_numpy())
+        if name == "cold":
+            entries = sorted(cache.rglob("*.rgb"))
+            rows = len(pd.read_csv(base / "train.csv")) + len(pd.read_csv(base / "val.csv"))
+            assert len(entries) == rows and entries[0].stat().st_size == 30 * 40 * 3 + 4
+            stamps = {e: e.stat().st_mtime_ns for e in entries}
+    assert {e: e.stat().st_mtime_ns for e in stamps} == stamps  # the warm fit wrote nothing
+    np.testing.assert_allclose(histories[1], histories[0], rtol=1e-5)
+    np.testing.assert_allclose(histories[2], histories[0], rtol=1e-5)
