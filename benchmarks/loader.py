@@ -8,8 +8,9 @@ augmentation -- its fused layers, and the stock Keras layers for comparison; wit
 instead of simplejpeg); keras.utils.image_dataset_from_directory (tf.data; with the stock
 Keras augmentation layers mapped over it); tf.keras ImageDataGenerator.flow_from_dataframe
 (what the published Keras work used; with its own rotation/zoom/shift/flip/brightness/
-channel-shift augmentation); and a tight decode+resize loop with the same threads, with
-Pillow and with simplejpeg (the faster is the ceiling). Each is run --repeats times, round
+channel-shift augmentation); and tight decode+resize loops with the same threads: one
+pool.map per batch with Pillow and with simplejpeg, and whole batches per thread with
+simplejpeg decoding into the batch (the fastest of the three is the ceiling). Each is run --repeats times, round
 robin over the cases (a slow spell of the host hits every case); the median is reported.
 Writes benchmarks/results/loader.json.
 Not a test: nothing here asserts a time.
@@ -97,6 +98,34 @@ def tight_loop(frame, root, size, batch, workers, decoder="pillow"):
             np.stack(list(pool.map(one, frame["path"][start:start + batch])))
 
 
+def tight_batches(frame, root, size, batch, workers):
+    """The least work a batch can take: each thread fills whole batches (as the loader's
+    threads do), simplejpeg decoding each JPEG straight into the batch; a resize only where
+    the scaled decode misses the size. No checks, no EXIF, no labels."""
+    import simplejpeg
+    from PIL import Image
+
+    paths = [str(root / p) for p in frame["path"]]
+
+    def fill(start):
+        part = paths[start:start + batch]
+        out = np.empty((len(part), size[0], size[1], 3), np.uint8)
+        for k, path in enumerate(part):
+            with open(path, "rb") as f:
+                data = f.read()
+            scaled = dict(colorspace="RGB", min_height=size[0], min_width=size[1])
+            try:
+                simplejpeg.decode_jpeg(data, buffer=out[k], **scaled)
+            except ValueError:  # the scaled decode is larger than the batch slot
+                img = Image.fromarray(simplejpeg.decode_jpeg(data, **scaled))
+                out[k] = np.asarray(img.resize((size[1], size[0]), Image.BILINEAR))
+        return out
+
+    with ThreadPoolExecutor(workers) as pool:
+        for _ in pool.map(fill, range(0, len(paths), batch)):
+            pass
+
+
 def keras_directory(frame, root, size, batch, workers, tmp, augment=False):
     import keras
     import tensorflow as tf
@@ -154,6 +183,7 @@ def main():
             cases = [
                 ("tight decode+resize loop, Pillow", lambda r: tight_loop(frame, root, size, args.batch, args.workers)),
                 ("tight decode+resize loop, simplejpeg", lambda r: tight_loop(frame, root, size, args.batch, args.workers, "simplejpeg")),
+                ("tight loop, simplejpeg into the batch", lambda r: tight_batches(frame, root, size, args.batch, args.workers)),
                 ("leukonet loader", lambda r: leukonet_loader(frame, root, size, args.batch, args.workers)),
                 ("leukonet loader, Pillow decoder", lambda r: leukonet_loader(frame, root, size, args.batch, args.workers, decoder="pillow")),
                 ("leukonet loader + augmentation", lambda r: leukonet_loader(frame, root, size, args.batch, args.workers, True)),
@@ -188,7 +218,8 @@ def main():
                            cache_warm_vs_ImageDataGenerator=round(
                                speed["leukonet loader, cache warm"] / speed["tf.keras ImageDataGenerator"], 2),
                            share_of_ceiling=round(speed["leukonet loader"] / max(
-                               speed["tight decode+resize loop, Pillow"], speed["tight decode+resize loop, simplejpeg"]), 2),
+                               speed["tight decode+resize loop, Pillow"], speed["tight decode+resize loop, simplejpeg"],
+                               speed["tight loop, simplejpeg into the batch"]), 2),
                            simplejpeg_vs_pillow_decoder=round(speed["leukonet loader"] / speed["leukonet loader, Pillow decoder"], 2),
                            augmented_vs_image_dataset_from_directory=round(
                                speed["leukonet loader + augmentation"] / speed["image_dataset_from_directory + augmentation"], 2),

@@ -6,6 +6,7 @@ backends. An optional cache keeps decoded, resized pixels as raw files, so epoch
 the first skip JPEG decoding.
 """
 import functools
+import os
 import threading
 import zlib
 from pathlib import Path
@@ -77,6 +78,11 @@ class ManifestLoader(keras.utils.PyDataset):
         self.sha1 = frame["sha1"].tolist() if "sha1" in frame else [None] * len(frame)
         self.labels = frame["label_index"].to_numpy(dtype=np.int64)
         self.root = Path(root)
+        for row, rel in enumerate(self.paths):
+            scan.check_inside(rel, row + 2)  # refused now, not mid-epoch (row: the CSV line)
+        # Joined once: a resolve (Path parse + stat) per image, under the GIL, cost the
+        # two loader threads 15 % of their throughput (benchmarks/README.md).
+        self._files = [os.path.join(self.root, rel) for rel in self.paths]
         self.image_size = tuple(int(v) for v in image_size)
         self.batch_size = int(batch_size)
         self.num_classes = int(num_classes or self.labels.max() + 1)
@@ -112,16 +118,26 @@ class ManifestLoader(keras.utils.PyDataset):
             rgb = _read_cached(cached, (*self.image_size, 3), out)
             if rgb is not None:
                 return rgb
-        path = scan.resolve(self.root, self.paths[i])
         if self.nucleus_crop:
             # no JPEG draft: the crop must come from full-resolution pixels
-            rgb = crop.crop_nucleus(images.open_rgb(path, self.max_pixels), self.nucleus_crop)
+            rgb = crop.crop_nucleus(self._open(i), self.nucleus_crop)
         else:
-            rgb = images.open_rgb(path, self.max_pixels, draft=self.image_size, out=out)
+            rgb = self._open(i, draft=self.image_size, out=out)
         rgb = images.resize_rgb(rgb, self.image_size)
         if cached is not None:
             _write_cached(cached, rgb)
         return rgb
+
+    def _open(self, i, **kwargs):
+        try:
+            return images.open_rgb(self._files[i], self.max_pixels, **kwargs)
+        except ImageError as e:
+            # A non-UTF-8 file name is stored as Latin-1 in the manifest: resolve maps it back.
+            alt = str(scan.resolve(self.root, self.paths[i]))
+            if e.reason != "file not found" or alt == self._files[i]:
+                raise
+            self._files[i] = alt
+            return images.open_rgb(alt, self.max_pixels, **kwargs)
 
     def load_batch(self, index):
         """``(pixels uint8 (B, H, W, 3), row numbers)`` of batch ``index``, unaugmented.

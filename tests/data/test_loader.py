@@ -154,3 +154,21 @@ def test_memory_stays_bounded_on_5000_images(tmp_path):
         peak = max(peak, process.memory_info().rss)
     growth_mb = (peak - before) / 2**20
     assert growth_mb < 60, f"RSS grew {growth_mb:.0f} MB"
+
+
+@pytest.mark.skipif(os.name != "posix", reason="raw byte file names are a POSIX thing")
+def test_non_utf8_names_load_and_escaping_paths_are_refused_up_front(tmp_path):
+    root = tmp_path / "data"
+    (root / "A").mkdir(parents=True)
+    Image.new("RGB", (32, 24), (200, 10, 10)).save(root / "A" / "plain.png")
+    raw = os.path.join(os.fsencode(root / "A"), b"caf\xe9.png")  # not UTF-8 on disk
+    Image.new("RGB", (32, 24), (10, 10, 200)).save(os.fsdecode(raw), format="PNG")
+    # the manifest stores the name read as Latin-1 (scan.posix_name)
+    frame = pd.DataFrame({"path": ["A/plain.png", "A/café.png"], "label_index": [0, 1]})
+    loader = ManifestLoader(frame, root, (24, 32), batch_size=2, workers=1)
+    x, y = loader[0]
+    assert x[0, 5, 5].tolist() == [200, 10, 10] and x[1, 5, 5].tolist() == [10, 10, 200]
+    assert loader[0][0].tolist() == x.tolist()  # the second time from the remembered name
+    bad = pd.DataFrame({"path": ["A/plain.png", "../outside.png"], "label_index": [0, 1]})
+    with pytest.raises(LeukonetError, match=r"row 3: path '../outside.png' escapes the data root"):
+        ManifestLoader(bad, root, (24, 32))
