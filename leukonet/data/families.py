@@ -83,11 +83,10 @@ def group_features(features, threshold=DEFAULT_THRESHOLD) -> np.ndarray:
 def number_by_first_appearance(labels) -> np.ndarray:
     """Relabel ``labels`` 0, 1, ... in order of first appearance: a published family id
     must not depend on scipy's component order."""
-    labels = np.asarray(labels)
-    _, first = np.unique(labels, return_index=True)
+    _, first, dense = np.unique(np.asarray(labels), return_index=True, return_inverse=True)
     rank = np.empty(len(first), dtype=np.int64)
     rank[np.argsort(first)] = np.arange(len(first))
-    return rank[np.unique(labels, return_inverse=True)[1]]
+    return rank[dense]
 
 
 def link_pairs(features, threshold=DEFAULT_THRESHOLD, other=None):

@@ -233,7 +233,7 @@ class Manifest:
         def read(row):
             path = scan.resolve(self.root, self.frame["path"].iat[row], row=row + 2)
             try:
-                return images.read_image(path)[0]
+                return images.open_rgb(path)  # no hash: read_image's SHA-1 is not needed
             except ImageError as e:
                 raise LeukonetError(f"{e}; run `leukonet manifest check`") from None
 
