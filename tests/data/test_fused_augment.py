@@ -91,3 +91,19 @@ def test_policy_is_seeded_and_configs_round_trip(batch):
     for layer in policy:
         again = type(layer).from_config(layer.get_config())
         assert again.get_config() == layer.get_config()
+
+
+def test_policy_on_uint8_batches_is_float32_and_not_rounded():
+    """The loader hands uint8 batches to the policy: they are cast before any layer, so a
+    geometry-only policy interpolates in float (not rounded to integers) and the result is
+    the same as for a float copy; the input is left as it was."""
+    rng = np.random.default_rng(1)
+    pixels = rng.integers(0, 256, (4, 20, 28, 3), dtype=np.uint8)
+    before = pixels.copy()
+    for policy in (build_policy(), build_policy(brightness=0, contrast=0, hue=0, saturation=0)):
+        out = apply_policy(policy, pixels, 5)
+        assert out.dtype == np.float32 and out.flags.writeable
+        np.testing.assert_array_equal(out, apply_policy(policy, pixels.astype(np.float32), 5))
+        assert out.min() >= 0 and out.max() <= 255
+        assert np.any(out != np.round(out))  # bilinear resampling of uint8 stayed float
+    np.testing.assert_array_equal(pixels, before)
