@@ -20,6 +20,7 @@ _API = {
     "make_demo_data": "leukonet.data.demo",
     "FitConfig": "leukonet.config",
     "fit": "leukonet.train.fit",
+    "ensemble": "leukonet.train.ensemble",
     "load_run": "leukonet.train.run",
     "load_model": "leukonet.train.run",
     "Run": "leukonet.train.run",

@@ -58,6 +58,7 @@ class FitConfig:
     class_weight: str | None = None  # None | "balanced"
     label_smoothing: float = 0.0
     precise_bn: int = 0  # >0: BatchNorm statistics re-estimated on this many clean batches per epoch
+    ensemble: int = 1  # >1: train this many members (seeds seed, seed+1, ...) and average them
     mixed_precision: bool = False
     jit: bool = False
     seed: int = 0

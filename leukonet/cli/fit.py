@@ -82,6 +82,8 @@ def add_fit_arguments(p):
     t.add_argument("--label-smoothing", type=float)
     t.add_argument("--precise-bn", type=int, metavar="BATCHES", help="re-estimate BatchNorm "
                    "statistics on this many clean training batches before each validation")
+    t.add_argument("--ensemble", type=int, metavar="N", help="train N members (seeds seed, "
+                   "seed+1, ...) in RUN/members/ and average their probabilities (default 1)")
     t.add_argument("--mixed-precision", action="store_true", default=None)
     t.add_argument("--jit", action="store_true", default=None)
     t.add_argument("--seed", type=int)
@@ -150,6 +152,6 @@ def run(args):
             config = _start_config(args)
         result = fit(config.replace(**_overrides(args)))
     acc = result.metrics.get("val_accuracy")
-    print(f"run: {result.path}  validation accuracy: {acc:.4f}" + (
+    print(f"run: {result.path}  validation accuracy: " + ("n/a" if acc is None else f"{acc:.4f}") + (
         "  (SYNTHETIC demo data)" if args.demo else ""))
     return 0

@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 
 from leukonet.evaluate import plots
-from leukonet.evaluate.gradcam import GradCAM, overlay
+from leukonet.evaluate.gradcam import gradcam_for, overlay
 from leukonet.evaluate.predict import collect_images, frame_for_files
 
 
@@ -14,7 +14,7 @@ def explain(model, classes, image_size, images, out_dir=None, nucleus_crop=0.0):
     root, frame = frame_for_files(collect_images(images))
     loader = ManifestLoader(frame, root, image_size, batch_size=8, skip_bad_images=True, workers=1,
                             nucleus_crop=nucleus_crop)
-    cam = GradCAM(model)
+    cam = gradcam_for(model)
     pics, caps, written = [], [], []
     for b in range(len(loader)):
         x, rows = loader.load_batch(b)

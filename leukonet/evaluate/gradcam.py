@@ -76,6 +76,30 @@ class GradCAM:
         raise LeukonetError(f"Grad-CAM supports the tensorflow and jax backends, not {backend}")
 
 
+class EnsembleGradCAM:
+    """Grad-CAM of an ensemble model: each member's map for the class the ensemble
+    predicts, averaged (each map is in [0, 1] already, so every member weighs the same)."""
+
+    def __init__(self, model, layer_name=None):
+        from leukonet.models.ensemble import members
+
+        self.model = model
+        self.cams = [GradCAM(m, layer_name) for m in members(model)]
+
+    def __call__(self, images, classes=None):
+        x = np.asarray(images, dtype=np.float32)
+        probs = np.asarray(keras.ops.convert_to_numpy(self.model.predict_on_batch(x)))
+        classes = probs.argmax(axis=1) if classes is None else np.asarray(classes)
+        return np.mean([cam(x, classes)[0] for cam in self.cams], axis=0), probs
+
+
+def gradcam_for(model, layer_name=None):
+    """``GradCAM`` for a single model, ``EnsembleGradCAM`` for an ensemble."""
+    from leukonet.models.ensemble import members
+
+    return GradCAM(model, layer_name) if members(model)[0] is model else EnsembleGradCAM(model, layer_name)
+
+
 def overlay(image, heatmap, alpha=0.45):
     """Blend a heatmap (jet colour map) over a uint8 image."""
     from matplotlib import colormaps

@@ -32,6 +32,10 @@ def fit(config: FitConfig | None = None, resume=None, verbose=2, **overrides) ->
     _check_options(config)
     data = _resolve_data(config)
     image_size = _resolve_size(config, data)
+    if config.ensemble > 1:  # the data checked above; members are ordinary runs inside this one
+        from leukonet.train.ensemble import fit_ensemble
+
+        return fit_ensemble(config, run_dir, resume, verbose)
     if resume is None:
         config = config.replace(image_size=list(image_size), run_dir=str(run_dir.path))
     try:
@@ -77,6 +81,8 @@ def _check_options(config):
                             "pass --image-size HxW (e.g. 96x96)")
     if config.precise_bn < 0:
         raise LeukonetError(f"--precise-bn {config.precise_bn}: expected a number of batches >= 0")
+    if config.ensemble < 1:
+        raise LeukonetError(f"--ensemble {config.ensemble}: expected a number of members >= 1")
 
 
 def _verify_data(run_dir, data):

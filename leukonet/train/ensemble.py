@@ -1,0 +1,180 @@
+"""Ensemble runs: train several members, or combine finished runs, into one run directory.
+
+``leukonet fit --ensemble N`` trains N members one after another as ordinary runs in
+``RUN/members/<k>/`` (seeds seed, seed + 1, ...; ``--resume RUN`` after a kill skips the
+finished members and resumes the interrupted one), then combines them;
+``leukonet ensemble RUN RUN ... --out DIR`` combines runs that are already finished. The
+result is a run directory like any other, whose ``model.keras`` averages the members'
+probabilities (``leukonet.models.ensemble``): evaluate, predict, export and report work on
+it unchanged, and Grad-CAM averages the members' maps.
+
+Why: a from-scratch model on blood-cells moves by several points of validation accuracy
+from epoch to epoch and seed to seed (benchmarks/results/accuracy_cpu.md); averaging
+models is the standard cure for that variance.
+"""
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+
+from leukonet import io
+from leukonet.errors import LeukonetError
+from leukonet.train.run import Run, RunDir
+
+log = logging.getLogger("leukonet")
+_COPIED = ("classes.json", "train_manifest.csv", "val_manifest.csv")  # from the first member
+
+
+def fit_ensemble(config, run_dir, resume, verbose=2) -> Run:
+    """``--ensemble N``: train the members that are not finished, then combine them."""
+    from leukonet.train.fit import _log_to, fit
+
+    if resume is None:
+        run_dir.prepare(overwrite=config.overwrite)
+        io.write_json(run_dir.config, config.replace(run_dir=str(run_dir.path)).to_dict())
+    else:
+        run_dir.prepare(resume=True)
+    handler = _log_to(run_dir.log)
+    try:
+        listed = config.extra.get("ensemble_members", [])
+        if any(Path(m["path"]).is_absolute() for m in listed):
+            # made by `leukonet ensemble` from runs elsewhere: nothing to train, recombine
+            return _combine([Path(m["path"]) for m in listed], run_dir)
+        paths = []
+        for k in range(config.ensemble):
+            path = run_dir.path / "members" / str(k)
+            member = RunDir(path)
+            if member.metrics.is_file():
+                log.info("ensemble member %d/%d: finished earlier (%s)", k + 1, config.ensemble, path)
+            elif member.config.is_file():
+                log.info("ensemble member %d/%d: resuming %s", k + 1, config.ensemble, path)
+                fit(resume=path, verbose=verbose)
+            else:
+                log.info("ensemble member %d/%d: seed %d -> %s", k + 1, config.ensemble,
+                         config.seed + k, path)
+                fit(config.replace(ensemble=1, seed=config.seed + k, run_dir=str(path), name=None,
+                                   overwrite=True), verbose=verbose)
+            paths.append(path)
+            io.write_json(run_dir.state, dict(members_finished=k + 1))  # `ablate` resumes by it
+        return _combine(paths, run_dir)
+    finally:
+        logging.getLogger("leukonet").removeHandler(handler)
+        handler.close()
+        run_dir.unlock()
+
+
+def ensemble(runs, out, overwrite=False) -> Run:
+    """An ensemble run in ``out`` from finished runs with the same classes, input size and
+    nucleus crop (any backbones)."""
+    if len(runs) < 2:
+        raise LeukonetError("an ensemble needs at least two runs")
+    run_dir = RunDir(out)
+    target = run_dir.path.resolve()
+    for r in runs:
+        if Path(r).resolve() == target or target in Path(r).resolve().parents:
+            raise LeukonetError(f"--out {out}: holds the run {r}; choose a folder outside the runs "
+                                "to combine")
+    _check_members([Run(r) for r in runs])  # before --out is touched
+    run_dir.prepare(overwrite=overwrite)
+    try:
+        return _combine([Path(r) for r in runs], run_dir)
+    finally:
+        run_dir.unlock()
+
+
+def _stored_path(run_dir, path):
+    """A member's path as config.json keeps it: relative to the ensemble when inside it
+    (the folder can move), else absolute."""
+    path = Path(path).resolve()
+    try:
+        return path.relative_to(run_dir.path.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _check_members(runs):
+    first = runs[0]
+    for run in runs:
+        if not run.dir.model.is_file():
+            raise LeukonetError(f"{run.path}: no model.keras (the run has not finished an epoch); "
+                                "finish it or leave it out")
+        if run.config.ensemble > 1:
+            raise LeukonetError(f"{run.path}: already an ensemble; combine its members "
+                                f"({run.path}/members/...) or the runs it was made of")
+        if run.config.multitask:
+            raise LeukonetError(f"{run.path}: a multi-task run; an ensemble averages the cell-type "
+                                "output of single-task runs only")
+        for key, what in (("image_size", "input size"), ("nucleus_crop", "--nucleus-crop")):
+            mine, theirs = getattr(run.config, key), getattr(first.config, key)
+            if mine != theirs:
+                raise LeukonetError(f"{run.path}: {what} {mine} differs from {first.path}'s {theirs}; "
+                                    "the members must read images the same way")
+        if run.classes != first.classes:
+            raise LeukonetError(f"{run.path}: classes {', '.join(run.classes)} differ from "
+                                f"{first.path}'s ({', '.join(first.classes)})")
+
+
+def _combine(paths, run_dir) -> Run:
+    """Write the ensemble of the runs at ``paths`` into ``run_dir``: config, manifests,
+    model.keras and metrics.json (with a validation score where the members share one)."""
+    from leukonet.models.ensemble import build_ensemble_model
+
+    start = time.perf_counter()
+    runs = [Run(p) for p in paths]
+    _check_members(runs)
+    model = build_ensemble_model([r.model for r in runs])
+    listed = [dict(path=_stored_path(run_dir, r.path), backbone=r.config.backbone, seed=r.config.seed,
+                   val_accuracy=r.metrics.get("val_accuracy")) for r in runs]
+    base = Run(run_dir.path).config if run_dir.config.is_file() else runs[0].config
+    config = base.replace(image_size=list(runs[0].config.image_size),
+                          nucleus_crop=runs[0].config.nucleus_crop, run_dir=str(run_dir.path),
+                          ensemble=len(runs), overwrite=False,
+                          extra={**base.extra, "ensemble_members": listed})
+    io.write_json(run_dir.config, config.to_dict())
+    for name in _COPIED:
+        if (runs[0].path / name).is_file():
+            io.write_bytes(run_dir.path / name, (runs[0].path / name).read_bytes())
+    with io.atomic_path(run_dir.model) as tmp:
+        model.save(tmp)
+    # summed over the members: `ablate` reports train_images x epochs_run / train_seconds
+    metrics = dict(members=listed, train_images=runs[0].metrics.get("train_images"),
+                   epochs_run=sum(r.metrics.get("epochs_run") or 0 for r in runs),
+                   train_seconds=round(sum(r.metrics.get("train_seconds", 0.0) for r in runs), 1))
+    metrics.update(_validation(runs, model))
+    metrics["combine_seconds"] = round(time.perf_counter() - start, 1)
+    io.write_json(run_dir.metrics, metrics)
+    scores = ", ".join(f"{m['val_accuracy']:.4f}" for m in listed if m["val_accuracy"] is not None)
+    if "val_accuracy" in metrics:
+        log.info("ensemble of %d: validation accuracy %.4f (members: %s) -> %s", len(runs),
+                 metrics["val_accuracy"], scores, run_dir.model)
+    return Run(run_dir.path)
+
+
+def _validation(runs, model):
+    """The ensemble's validation accuracy and loss, when every member was validated on the
+    same rows (otherwise one member's validation images may be another's training images)."""
+    import pandas as pd
+
+    from leukonet.data.loader import ManifestLoader
+    from leukonet.evaluate.predict import predict_loader
+
+    files = [r.path / "val_manifest.csv" for r in runs]
+    if not all(f.is_file() for f in files) or len({f.read_bytes() for f in files}) != 1:
+        log.warning("warning: the members were validated on different rows, so the ensemble has "
+                    "no validation score; evaluate it on a test manifest")
+        return {}
+    config = runs[0].config
+    if not config.data_root or not Path(config.data_root).is_dir():
+        log.warning("warning: data root %s not found, so the ensemble has no validation score",
+                    config.data_root)
+        return {}
+    frame = pd.read_csv(files[0])
+    loader = ManifestLoader(frame, config.data_root, config.image_size, config.batch_size,
+                            num_classes=len(runs[0].classes), skip_bad_images=True,
+                            workers=config.workers, nucleus_crop=config.nucleus_crop)
+    rows, proba = predict_loader(model, loader)
+    y = frame["label_index"].to_numpy()[rows]
+    picked = np.clip(proba[np.arange(len(y)), y], 1e-7, 1.0)
+    return dict(val_accuracy=float((proba.argmax(axis=1) == y).mean()),
+                val_loss=float(-np.log(picked).mean()), val_images=int(len(y)))

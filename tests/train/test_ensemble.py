@@ -1,0 +1,130 @@
+"""fit --ensemble N and leukonet ensemble: members, averaging, resume, and what is refused."""
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import leukonet
+from leukonet.cli import main
+from leukonet.config import FitConfig
+from leukonet.data.demo import make_demo_data
+from leukonet.data.manifest import Manifest
+from leukonet.errors import LeukonetError
+from leukonet.train.run import load_model
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    base = tmp_path_factory.mktemp("ens")
+    root = make_demo_data(base / "data", sources_per_class=(6, 3), copies_per_source=3,
+                          image_size=(30, 40))
+    m = Manifest.from_folder(root).dedup().group()
+    for name, part in m.split(val=0.25, seed=0).items():
+        part.to_csv(base / f"{name}.csv", overwrite=True, rejects=False)
+    config = FitConfig(manifest=str(base / "train.csv"), val_manifest=str(base / "val.csv"),
+                       data_root=str(root), image_size=[30, 40], batch_size=16, backbone="simple_cnn",
+                       head="gap", weights="none", epochs=2, lr=3e-3, workers=1)
+    run = leukonet.fit(config.replace(ensemble=2, run_dir=str(base / "ens")))
+    return base, root, config, run
+
+
+def _val_batch(base, root):
+    from leukonet.data.loader import ManifestLoader
+
+    frame = pd.read_csv(base / "val.csv")
+    loader = ManifestLoader(frame, root, (30, 40), 64, num_classes=4)
+    x, rows = loader.load_batch(0)
+    return x.astype(np.float32), frame["label_index"].to_numpy()[rows]
+
+
+def test_members_are_seeded_runs_and_the_model_averages_them(demo):
+    base, root, _, run = demo
+    members = [leukonet.load_run(run.path / "members" / str(k)) for k in (0, 1)]
+    assert [m.config.seed for m in members] == [0, 1]
+    assert all(m.config.ensemble == 1 for m in members)
+    assert run.config.ensemble == 2 and run.config.image_size == [30, 40]
+    x, y = _val_batch(base, root)
+    outs = [m.model.predict_on_batch(x) for m in members]
+    assert not np.allclose(outs[0], outs[1])  # two seeds, two different models
+    np.testing.assert_allclose(run.model.predict_on_batch(x), np.mean(outs, axis=0), atol=1e-6)
+    # the ensemble's validation score is its own, over every validation image
+    metrics = run.metrics
+    assert metrics["val_images"] == len(pd.read_csv(base / "val.csv")) == len(y)
+    assert metrics["val_accuracy"] == pytest.approx(float((np.mean(outs, axis=0).argmax(1) == y).mean()))
+    assert [m["val_accuracy"] for m in metrics["members"]] == [m.metrics["val_accuracy"] for m in members]
+    assert [m["path"] for m in metrics["members"]] == ["members/0", "members/1"]
+
+
+def test_an_ensemble_run_evaluates_explains_and_exports(demo, tmp_path):
+    base, root, _, run = demo
+    ev = run.evaluate(base / "test.csv", root, figures=False)
+    assert ev.metrics["images"] == len(pd.read_csv(base / "test.csv"))
+    files = sorted(p for p in root.rglob("*.png"))[:2]
+    fig = run.explain(files, out_dir=tmp_path / "cam")
+    assert len(fig.leukonet_written) == 2
+    from leukonet.evaluate.gradcam import GradCAM, gradcam_for
+    from leukonet.models.ensemble import members
+
+    x, _ = _val_batch(base, root)
+    maps, probs = gradcam_for(run.model)(x[:3])
+    classes = probs.argmax(axis=1)
+    each = [GradCAM(m)(x[:3], classes)[0] for m in members(run.model)]
+    np.testing.assert_allclose(maps, np.mean(each, axis=0), atol=1e-6)
+    out = run.export("keras", tmp_path / "ens.keras")
+    np.testing.assert_allclose(load_model(out).predict_on_batch(x), run.model.predict_on_batch(x), atol=1e-6)
+
+
+def test_resume_trains_only_the_unfinished_member(demo, tmp_path):
+    base, root, config, _ = demo
+    run_dir = tmp_path / "ens"
+    leukonet.fit(config.replace(ensemble=2, epochs=1, run_dir=str(run_dir)))
+    first = (run_dir / "members" / "0" / "model.keras").read_bytes()
+    # as if killed while member 1 trained: its run has a config and nothing finished
+    for name in ("metrics.json", "model.keras", "last.keras", "state.json", "history.csv"):
+        (run_dir / "members" / "1" / name).unlink()
+    (run_dir / "model.keras").unlink()
+    import shutil
+
+    shutil.rmtree(run_dir / "members" / "1" / "backup", ignore_errors=True)
+    again = leukonet.fit(resume=str(run_dir))
+    assert (run_dir / "members" / "0" / "model.keras").read_bytes() == first
+    assert (run_dir / "members" / "1" / "metrics.json").is_file()
+    assert again.model.name == "leukonet_ensemble"
+    assert [m.name for m in again.model.layers[1:3]] == ["leukonet_simple_cnn_gap_member0",
+                                                         "leukonet_simple_cnn_gap_member1"]
+    assert json.loads((run_dir / "state.json").read_text()) == {"members_finished": 2}
+    assert len(pd.read_csv(run_dir / "members" / "1" / "history.csv")) == 1
+
+
+def test_cli_ensemble_combines_runs_and_refuses_mismatches(demo, tmp_path, capsys):
+    base, root, config, run = demo
+    a, b = run.path / "members" / "0", run.path / "members" / "1"
+    assert main(["ensemble", str(a), str(b), "--out", str(tmp_path / "c")]) == 0
+    assert "validation accuracy" in capsys.readouterr().out
+    combined = leukonet.load_run(tmp_path / "c")
+    saved = json.loads((tmp_path / "c" / "config.json").read_text())
+    assert [m["path"] for m in saved["extra"]["ensemble_members"]] == [str(a.resolve()), str(b.resolve())]
+    assert combined.metrics["val_accuracy"] == pytest.approx(run.metrics["val_accuracy"])
+    # a resume of a combined ensemble just combines again
+    assert leukonet.fit(resume=str(tmp_path / "c")).metrics["val_accuracy"] == pytest.approx(
+        run.metrics["val_accuracy"])
+    small = leukonet.fit(config.replace(image_size=[24, 32], epochs=1, run_dir=str(tmp_path / "small")))
+    with pytest.raises(LeukonetError, match=r"small: input size \[24, 32\] differs"):
+        leukonet.ensemble([a, small.path], tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+    with pytest.raises(LeukonetError, match="already an ensemble"):
+        leukonet.ensemble([run.path, a], tmp_path / "bad")
+    with pytest.raises(LeukonetError, match="at least two runs"):
+        leukonet.ensemble([a], tmp_path / "bad")
+    with pytest.raises(LeukonetError, match="holds the run"):
+        leukonet.ensemble([a, b], run.path, overwrite=True)
+    assert (a / "model.keras").is_file()  # nothing of the members was removed
+    with pytest.raises(LeukonetError, match="not a leukonet run directory"):
+        leukonet.ensemble([a, tmp_path], tmp_path / "bad2")
+    assert not (tmp_path / "bad2").exists()
+    assert main(["fit", "--manifest", str(base / "train.csv"), "--data-root", str(root),
+                 "--ensemble", "0", "--run-dir", str(tmp_path / "zero")]) == 2
+    assert "--ensemble 0: expected a number of members >= 1" in capsys.readouterr().err
