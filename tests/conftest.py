@@ -57,6 +57,20 @@ def write_tree(root, spec, copies=3, seed=0, split=None, fmt="png"):
     return truth
 
 
+def demo_split(folder, sources_per_class, copies_per_source, image_size=(30, 40)):
+    """SYNTHETIC demo images in FOLDER/data and their group-aware 75/25 split as
+    FOLDER/{train,val,test}.csv; returns (the grouped manifest, the data root)."""
+    from leukonet.data.demo import make_demo_data
+    from leukonet.data.manifest import Manifest
+
+    root = make_demo_data(Path(folder) / "data", sources_per_class=sources_per_class,
+                          copies_per_source=copies_per_source, image_size=image_size)
+    m = Manifest.from_folder(root).dedup().group()
+    for name, part in m.split(val=0.25, seed=0).items():
+        part.to_csv(Path(folder) / f"{name}.csv", overwrite=True, rejects=False)
+    return m, root
+
+
 @pytest.fixture
 def tree(tmp_path):
     """A 3-class folder tree, 4 sources x 3 copies per class."""

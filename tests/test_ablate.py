@@ -7,9 +7,8 @@ import pytest
 from leukonet.ablate import ablate, expand, parse_grid, plan, summarise
 from leukonet.cli import main
 from leukonet.config import FitConfig
-from leukonet.data.demo import make_demo_data
-from leukonet.data.manifest import Manifest
 from leukonet.errors import LeukonetError
+from tests.conftest import demo_split
 
 
 def test_grid_product_and_zip():
@@ -46,11 +45,7 @@ def test_summary_over_seeds():
 
 @pytest.mark.slow
 def test_ablation_runs_records_failures_and_resumes(tmp_path, capsys):
-    root = make_demo_data(tmp_path / "data", sources_per_class=(6, 2), copies_per_source=3,
-                          image_size=(30, 40))
-    m = Manifest.from_folder(root).dedup().group()
-    for name, part in m.split(val=0.25, seed=0).items():
-        part.to_csv(tmp_path / f"{name}.csv", overwrite=True, rejects=False)
+    _, root = demo_split(tmp_path, (6, 2), 3)
     base = FitConfig(manifest=str(tmp_path / "train.csv"), val_manifest=str(tmp_path / "val.csv"),
                      data_root=str(root), image_size=[30, 40], backbone="simple_cnn", head="gap",
                      weights="none", epochs=1, batch_size=8, workers=1)
@@ -85,11 +80,7 @@ def test_killed_ablation_resumes_and_skips_finished_cells(tmp_path):
     import sys
     import time
 
-    root = make_demo_data(tmp_path / "data", sources_per_class=(6, 2), copies_per_source=3,
-                          image_size=(30, 40))
-    m = Manifest.from_folder(root).dedup().group()
-    for name, part in m.split(val=0.25, seed=0).items():
-        part.to_csv(tmp_path / f"{name}.csv", overwrite=True, rejects=False)
+    _, root = demo_split(tmp_path, (6, 2), 3)
     out = tmp_path / "abl"
     args = [sys.executable, "-m", "leukonet", "ablate", "--grid", "lr=0.003,0.001,0.0003", "--out", str(out),
             "--manifest", str(tmp_path / "train.csv"), "--val-manifest", str(tmp_path / "val.csv"),

@@ -8,10 +8,9 @@ import pytest
 import leukonet
 from leukonet.cli import main
 from leukonet.config import FitConfig
-from leukonet.data.demo import make_demo_data
-from leukonet.data.manifest import Manifest
 from leukonet.errors import LeukonetError
 from leukonet.evaluate.report import SECTIONS
+from tests.conftest import demo_split
 
 pytestmark = pytest.mark.slow
 
@@ -19,11 +18,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     base = tmp_path_factory.mktemp("eval")
-    root = make_demo_data(base / "data", sources_per_class=(8, 3), copies_per_source=3,
-                          image_size=(30, 40))
-    m = Manifest.from_folder(root).dedup().group()
-    for name, part in m.split(val=0.25, seed=0).items():
-        part.to_csv(base / f"{name}.csv", overwrite=True, rejects=False)
+    _, root = demo_split(base, (8, 3), 3)
     r = leukonet.fit(FitConfig(manifest=str(base / "train.csv"), val_manifest=str(base / "val.csv"),
                                data_root=str(root), image_size=[30, 40], batch_size=16,
                                backbone="simple_cnn", head="gap", weights="none", epochs=3,

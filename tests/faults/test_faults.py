@@ -9,15 +9,12 @@ import sys
 import time
 
 import keras
-import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image
 
 from leukonet.cli import main
-from leukonet.data.demo import make_demo_data
-from leukonet.data.manifest import Manifest
-from tests.conftest import write_tree
+from tests.conftest import demo_split, write_tree
 
 
 def _one_line_error(capsys, code, expected, status=2):
@@ -31,11 +28,8 @@ def _one_line_error(capsys, code, expected, status=2):
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     base = tmp_path_factory.mktemp("faults")
-    root = make_demo_data(base / "data", sources_per_class=(6, 2), copies_per_source=3, image_size=(30, 40))
-    m = Manifest.from_folder(root).dedup().group()
+    m, root = demo_split(base, (6, 2), 3)
     m.to_csv(base / "manifest.csv")
-    for name, part in m.split(val=0.25, seed=0).items():
-        part.to_csv(base / f"{name}.csv", overwrite=True, rejects=False)
     return base, root
 
 

@@ -8,10 +8,10 @@ import pytest
 import leukonet
 from leukonet.cli import main
 from leukonet.config import FitConfig
-from leukonet.data.demo import make_demo_data
 from leukonet.data.manifest import Manifest
 from leukonet.errors import LeukonetError
 from leukonet.train import fit as fit_module
+from tests.conftest import demo_split
 
 pytestmark = pytest.mark.slow
 
@@ -19,11 +19,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     base = tmp_path_factory.mktemp("demo")
-    root = make_demo_data(base / "data", sources_per_class=(12, 3), copies_per_source=4,
-                          image_size=(30, 40))
-    m = Manifest.from_folder(root).dedup().group()
-    for name, part in m.split(val=0.25, seed=0).items():
-        part.to_csv(base / f"{name}.csv", overwrite=True, rejects=False)
+    _, root = demo_split(base, (12, 3), 4)
     return base, root
 
 
