@@ -88,7 +88,7 @@ class EnsembleGradCAM:
 
     def __call__(self, images, classes=None):
         x = np.asarray(images, dtype=np.float32)
-        probs = np.asarray(keras.ops.convert_to_numpy(self.model.predict_on_batch(x)))
+        probs = np.asarray(self.model.predict_on_batch(x))
         classes = probs.argmax(axis=1) if classes is None else np.asarray(classes)
         return np.mean([cam(x, classes)[0] for cam in self.cams], axis=0), probs
 

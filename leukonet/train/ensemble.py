@@ -154,6 +154,7 @@ def _combine(paths, run_dir) -> Run:
 def _validation(runs, model):
     """The ensemble's validation accuracy and loss, when every member was validated on the
     same rows (otherwise one member's validation images may be another's training images)."""
+    import keras
     import pandas as pd
 
     from leukonet.data.loader import ManifestLoader
@@ -175,6 +176,8 @@ def _validation(runs, model):
                             workers=config.workers, nucleus_crop=config.nucleus_crop)
     rows, proba = predict_loader(model, loader)
     y = frame["label_index"].to_numpy()[rows]
-    picked = np.clip(proba[np.arange(len(y)), y], 1e-7, 1.0)
+    # the members' own loss (their label smoothing included), so val_loss compares with theirs
+    loss = keras.losses.CategoricalCrossentropy(label_smoothing=config.label_smoothing)
+    onehot = np.eye(len(runs[0].classes), dtype=np.float32)[y]
     return dict(val_accuracy=float((proba.argmax(axis=1) == y).mean()),
-                val_loss=float(-np.log(picked).mean()), val_images=int(len(y)))
+                val_loss=float(keras.ops.convert_to_numpy(loss(onehot, proba))), val_images=int(len(y)))

@@ -123,3 +123,17 @@ def test_cli_ensemble_combines_runs_and_refuses_mismatches(demo, tmp_path, capsy
     assert main(["fit", "--manifest", str(base / "train.csv"), "--data-root", str(root),
                  "--ensemble", "0", "--run-dir", str(tmp_path / "zero")]) == 2
     assert "--ensemble 0: expected a number of members >= 1" in capsys.readouterr().err
+
+
+def test_ensemble_val_loss_is_the_loss_of_the_averaged_probabilities(demo):
+    base, root, _, run = demo
+    from leukonet.data.loader import ManifestLoader
+    from leukonet.evaluate.predict import predict_loader
+
+    frame = pd.read_csv(base / "val.csv")
+    rows, proba = predict_loader(run.model, ManifestLoader(frame, root, (30, 40), 16, num_classes=4))
+    picked = proba[np.arange(len(rows)), frame["label_index"].to_numpy()[rows]]
+    assert run.config.label_smoothing == 0.0  # the members' loss is plain cross-entropy
+    assert run.metrics["val_loss"] == pytest.approx(float(-np.log(picked).mean()), rel=1e-4)
+    members = [leukonet.load_run(run.path / "members" / str(k)).metrics["val_loss"] for k in (0, 1)]
+    assert run.metrics["val_loss"] not in members
