@@ -137,3 +137,22 @@ def test_ensemble_val_loss_is_the_loss_of_the_averaged_probabilities(demo):
     assert run.metrics["val_loss"] == pytest.approx(float(-np.log(picked).mean()), rel=1e-4)
     members = [leukonet.load_run(run.path / "members" / str(k)).metrics["val_loss"] for k in (0, 1)]
     assert run.metrics["val_loss"] not in members
+
+
+def test_runs_that_cannot_be_averaged_are_refused_by_name(demo, tmp_path):
+    import shutil
+
+    _, _, _, run = demo
+    a = run.path / "members" / "0"
+    unfinished, multitask = tmp_path / "unfinished", tmp_path / "multitask"
+    for copy in (unfinished, multitask):
+        shutil.copytree(a, copy)
+    (unfinished / "model.keras").unlink()
+    config = json.loads((multitask / "config.json").read_text())
+    config["multitask"] = {"name": "nucleus", "map": {}}
+    (multitask / "config.json").write_text(json.dumps(config))
+    with pytest.raises(LeukonetError, match=r"unfinished: no model.keras"):
+        leukonet.ensemble([a, unfinished], tmp_path / "out")
+    with pytest.raises(LeukonetError, match=r"multitask: a multi-task run"):
+        leukonet.ensemble([a, multitask], tmp_path / "out")
+    assert not (tmp_path / "out").exists()
