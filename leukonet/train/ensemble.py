@@ -28,19 +28,15 @@ _COPIED = ("classes.json", "train_manifest.csv", "val_manifest.csv")  # from the
 
 def fit_ensemble(config, run_dir, resume, verbose=2) -> Run:
     """``--ensemble N``: train the members that are not finished, then combine them."""
-    from leukonet.train.fit import _log_to, fit
+    from leukonet.train.fit import fit, open_run_dir
 
-    if resume is None:
-        run_dir.prepare(overwrite=config.overwrite)
-        io.write_json(run_dir.config, config.replace(run_dir=str(run_dir.path)).to_dict())
-    else:
-        run_dir.prepare(resume=True)
-    handler = _log_to(run_dir.log)
-    try:
+    with open_run_dir(run_dir, config.overwrite, resume is not None):
+        if resume is None:
+            io.write_json(run_dir.config, config.replace(run_dir=str(run_dir.path)).to_dict())
         listed = config.extra.get("ensemble_members", [])
         if any(Path(m["path"]).is_absolute() for m in listed):
             # made by `leukonet ensemble` from runs elsewhere: nothing to train, recombine
-            return _combine([Path(m["path"]) for m in listed], run_dir)
+            return _combine(_finished([Path(m["path"]) for m in listed]), run_dir)
         paths = []
         for k in range(config.ensemble):
             path = run_dir.path / "members" / str(k)
@@ -57,11 +53,7 @@ def fit_ensemble(config, run_dir, resume, verbose=2) -> Run:
                                    overwrite=True), verbose=verbose)
             paths.append(path)
             io.write_json(run_dir.state, dict(members_finished=k + 1))  # `ablate` resumes by it
-        return _combine(paths, run_dir)
-    finally:
-        logging.getLogger("leukonet").removeHandler(handler)
-        handler.close()
-        run_dir.unlock()
+        return _combine(_finished(paths), run_dir)
 
 
 def ensemble(runs, out, overwrite=False) -> Run:
@@ -75,12 +67,11 @@ def ensemble(runs, out, overwrite=False) -> Run:
         if Path(r).resolve() == target or target in Path(r).resolve().parents:
             raise LeukonetError(f"--out {out}: holds the run {r}; choose a folder outside the runs "
                                 "to combine")
-    _check_members([Run(r) for r in runs])  # before --out is touched
-    run_dir.prepare(overwrite=overwrite)
-    try:
-        return _combine([Path(r) for r in runs], run_dir)
-    finally:
-        run_dir.unlock()
+    members = _finished(runs)  # checked before --out is touched
+    from leukonet.train.fit import open_run_dir
+
+    with open_run_dir(run_dir, overwrite, resume=False):
+        return _combine(members, run_dir)
 
 
 def _stored_path(run_dir, path):
@@ -93,7 +84,9 @@ def _stored_path(run_dir, path):
         return str(path)
 
 
-def _check_members(runs):
+def _finished(paths):
+    """The runs at ``paths``, checked to be finished single-task runs that read images alike."""
+    runs = [Run(p) for p in paths]
     first = runs[0]
     for run in runs:
         if not run.dir.model.is_file():
@@ -113,16 +106,16 @@ def _check_members(runs):
         if run.classes != first.classes:
             raise LeukonetError(f"{run.path}: classes {', '.join(run.classes)} differ from "
                                 f"{first.path}'s ({', '.join(first.classes)})")
+    return runs
 
 
-def _combine(paths, run_dir) -> Run:
-    """Write the ensemble of the runs at ``paths`` into ``run_dir``: config, manifests,
-    model.keras and metrics.json (with a validation score where the members share one)."""
+def _combine(runs, run_dir) -> Run:
+    """Write the ensemble of ``runs`` (from ``_finished``) into ``run_dir``: config,
+    manifests, model.keras and metrics.json (with a validation score where the members
+    share one)."""
     from leukonet.models.ensemble import build_ensemble_model
 
     start = time.perf_counter()
-    runs = [Run(p) for p in paths]
-    _check_members(runs)
     model = build_ensemble_model([r.model for r in runs])
     listed = [dict(path=_stored_path(run_dir, r.path), backbone=r.config.backbone, seed=r.config.seed,
                    val_accuracy=r.metrics.get("val_accuracy")) for r in runs]
@@ -144,8 +137,8 @@ def _combine(paths, run_dir) -> Run:
     metrics.update(_validation(runs, model))
     metrics["combine_seconds"] = round(time.perf_counter() - start, 1)
     io.write_json(run_dir.metrics, metrics)
-    scores = ", ".join(f"{m['val_accuracy']:.4f}" for m in listed if m["val_accuracy"] is not None)
     if "val_accuracy" in metrics:
+        scores = ", ".join(f"{m['val_accuracy']:.4f}" for m in listed if m["val_accuracy"] is not None)
         log.info("ensemble of %d: validation accuracy %.4f (members: %s) -> %s", len(runs),
                  metrics["val_accuracy"], scores, run_dir.model)
     return Run(run_dir.path)

@@ -2,6 +2,7 @@
 
 The CLI's ``leukonet fit`` and the Python ``leukonet.fit(...)`` both end here.
 """
+import contextlib
 import importlib.util
 import logging
 import sys
@@ -38,12 +39,32 @@ def fit(config: FitConfig | None = None, resume=None, verbose=2, **overrides) ->
         return fit_ensemble(config, run_dir, resume, verbose)
     if resume is None:
         config = config.replace(image_size=list(image_size), run_dir=str(run_dir.path))
+    with open_run_dir(run_dir, config.overwrite, resume is not None):
+        _fit_in(run_dir, config, data, image_size, resume, verbose)
+    return Run(run_dir.path)
+
+
+@contextlib.contextmanager
+def open_run_dir(run_dir, overwrite, resume):
+    """Create (or reopen) and lock ``run_dir`` and log to its train.log for the block; a
+    folder that cannot be written is a one-line error. Afterwards the log handler is
+    removed and the lock released (also used by ``--ensemble``)."""
     try:
-        run_dir.prepare(overwrite=config.overwrite, resume=resume is not None)
+        run_dir.prepare(overwrite=overwrite, resume=resume)
         handler = _log_to(run_dir.log)
     except PermissionError as e:
         raise LeukonetError(f"{run_dir.path}: cannot write there ({e.strerror}); choose a writable "
                             "--run-dir") from None
+    try:
+        yield
+    finally:
+        logging.getLogger("leukonet").removeHandler(handler)
+        handler.close()
+        run_dir.unlock()
+
+
+def _fit_in(run_dir, config, data, image_size, resume, verbose):
+    """fit's work inside the opened run directory."""
     try:
         if resume is None:
             io.write_json(run_dir.config, config.to_dict())
@@ -64,11 +85,6 @@ def fit(config: FitConfig | None = None, resume=None, verbose=2, **overrides) ->
         log.warning("interrupted; the last finished epoch is saved. Continue with: "
                     "leukonet fit --resume %s", run_dir.path)
         raise
-    finally:
-        logging.getLogger("leukonet").removeHandler(handler)
-        handler.close()
-        run_dir.unlock()
-    return Run(run_dir.path)
 
 
 def _check_options(config):
