@@ -84,6 +84,9 @@ def add_fit_arguments(p):
                    "statistics on this many clean training batches before each validation")
     t.add_argument("--ensemble", type=int, metavar="N", help="train N members (seeds seed, "
                    "seed+1, ...) in RUN/members/ and average their probabilities (default 1)")
+    t.add_argument("--folds", type=int, metavar="K", help="K-fold cross-validation over the "
+                   "families of the training and validation rows together: fold models in "
+                   "RUN/members/, out-of-fold predictions in RUN/folds.csv, the models averaged")
     t.add_argument("--mixed-precision", action="store_true", default=None)
     t.add_argument("--jit", action="store_true", default=None)
     t.add_argument("--seed", type=int)
@@ -152,6 +155,7 @@ def run(args):
             config = _start_config(args)
         result = fit(config.replace(**_overrides(args)))
     acc = result.metrics.get("val_accuracy")
-    print(f"run: {result.path}  validation accuracy: " + ("n/a" if acc is None else f"{acc:.4f}") + (
+    what = "cross-validation accuracy" if "cv" in result.metrics else "validation accuracy"
+    print(f"run: {result.path}  {what}: " + ("n/a" if acc is None else f"{acc:.4f}") + (
         "  (SYNTHETIC demo data)" if args.demo else ""))
     return 0

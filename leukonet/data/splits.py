@@ -55,6 +55,29 @@ def hold_out(labels, groups, fraction, seed):
     return mask
 
 
+def group_folds(labels, groups, k, seed):
+    """Fold number (0 .. k-1) of each row for k-fold cross-validation over whole groups.
+
+    scikit-learn's StratifiedGroupKFold, as in ``hold_out``: every group lands in exactly
+    one fold, and each fold's class shares stay close to the overall ones.
+    """
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    if k < 2:
+        raise LeukonetError(f"--folds {k}: expected at least 2 folds")
+    n_groups = len(np.unique(groups))
+    if n_groups < k:
+        raise LeukonetError(f"--folds {k}: only {n_groups} families to share among {k} folds; "
+                            "lower --folds or add data")
+    kfold = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    fold = np.full(len(labels), -1, dtype=int)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "least populated class": see hold_out
+        for i, (_, held) in enumerate(kfold.split(np.zeros(len(labels)), labels, groups)):
+            fold[held] = i
+    return fold
+
+
 def split(manifest, val=0.2, test=None, seed=0):
     """``{"train": Manifest, "val": Manifest[, "test": Manifest]}``; see Manifest.split."""
     _require_groups(manifest)

@@ -28,7 +28,7 @@ _COPIED = ("classes.json", "train_manifest.csv", "val_manifest.csv")  # from the
 
 def fit_ensemble(config, run_dir, resume, verbose=2) -> Run:
     """``--ensemble N``: train the members that are not finished, then combine them."""
-    from leukonet.train.fit import fit, open_run_dir
+    from leukonet.train.fit import open_run_dir
 
     with open_run_dir(run_dir, config.overwrite, resume is not None):
         if resume is None:
@@ -40,20 +40,29 @@ def fit_ensemble(config, run_dir, resume, verbose=2) -> Run:
         paths = []
         for k in range(config.ensemble):
             path = run_dir.path / "members" / str(k)
-            member = RunDir(path)
-            if member.metrics.is_file():
-                log.info("ensemble member %d/%d: finished earlier (%s)", k + 1, config.ensemble, path)
-            elif member.config.is_file():
-                log.info("ensemble member %d/%d: resuming %s", k + 1, config.ensemble, path)
-                fit(resume=path, verbose=verbose)
-            else:
-                log.info("ensemble member %d/%d: seed %d -> %s", k + 1, config.ensemble,
-                         config.seed + k, path)
-                fit(config.replace(ensemble=1, seed=config.seed + k, run_dir=str(path), name=None,
-                                   overwrite=True), verbose=verbose)
+            train_member(config.replace(ensemble=1, seed=config.seed + k, run_dir=str(path),
+                                        name=None, overwrite=True),
+                         f"ensemble member {k + 1}/{config.ensemble}", verbose)
             paths.append(path)
             io.write_json(run_dir.state, dict(members_finished=k + 1))  # `ablate` resumes by it
         return _combine(_finished(paths), run_dir)
+
+
+def train_member(member_config, what, verbose):
+    """Train one member into ``member_config.run_dir``: skipped when finished, resumed when
+    started (after a kill), else started (also used by ``--folds``)."""
+    from leukonet.train.fit import fit
+
+    path = Path(member_config.run_dir)
+    member = RunDir(path)
+    if member.metrics.is_file():
+        log.info("%s: finished earlier (%s)", what, path)
+    elif member.config.is_file():
+        log.info("%s: resuming %s", what, path)
+        fit(resume=path, verbose=verbose)
+    else:
+        log.info("%s: seed %d -> %s", what, member_config.seed, path)
+        fit(member_config, verbose=verbose)
 
 
 def ensemble(runs, out, overwrite=False) -> Run:
@@ -109,10 +118,10 @@ def _finished(paths):
     return runs
 
 
-def _combine(runs, run_dir) -> Run:
+def _combine(runs, run_dir, validate=True) -> Run:
     """Write the ensemble of ``runs`` (from ``_finished``) into ``run_dir``: config,
     manifests, model.keras and metrics.json (with a validation score where the members
-    share one)."""
+    share one and ``validate``)."""
     from leukonet.models.ensemble import build_ensemble_model
 
     start = time.perf_counter()
@@ -134,7 +143,8 @@ def _combine(runs, run_dir) -> Run:
     metrics = dict(members=listed, train_images=runs[0].metrics.get("train_images"),
                    epochs_run=sum(r.metrics.get("epochs_run") or 0 for r in runs),
                    train_seconds=round(sum(r.metrics.get("train_seconds", 0.0) for r in runs), 1))
-    metrics.update(_validation(runs, model))
+    if validate:
+        metrics.update(_validation(runs, model))
     metrics["combine_seconds"] = round(time.perf_counter() - start, 1)
     io.write_json(run_dir.metrics, metrics)
     if "val_accuracy" in metrics:

@@ -33,6 +33,10 @@ def fit(config: FitConfig | None = None, resume=None, verbose=2, **overrides) ->
     _check_options(config)
     data = _resolve_data(config)
     image_size = _resolve_size(config, data)
+    if config.folds > 1:  # the data checked above; fold models are ordinary runs inside this one
+        from leukonet.train.folds import fit_folds
+
+        return fit_folds(config, run_dir, data, resume, verbose)
     if config.ensemble > 1:  # the data checked above; members are ordinary runs inside this one
         from leukonet.train.ensemble import fit_ensemble
 
@@ -48,7 +52,7 @@ def fit(config: FitConfig | None = None, resume=None, verbose=2, **overrides) ->
 def open_run_dir(run_dir, overwrite, resume):
     """Create (or reopen) and lock ``run_dir`` and log to its train.log for the block; a
     folder that cannot be written is a one-line error. Afterwards the log handler is
-    removed and the lock released (also used by ``--ensemble``)."""
+    removed and the lock released (also used by ``--ensemble`` and ``--folds``)."""
     try:
         run_dir.prepare(overwrite=overwrite, resume=resume)
         handler = _log_to(run_dir.log)
@@ -99,6 +103,13 @@ def _check_options(config):
         raise LeukonetError(f"--precise-bn {config.precise_bn}: expected a number of batches >= 0")
     if config.ensemble < 1:
         raise LeukonetError(f"--ensemble {config.ensemble}: expected a number of members >= 1")
+    if config.folds < 1:
+        raise LeukonetError(f"--folds {config.folds}: expected a number of folds >= 2 (1: no "
+                            "cross-validation)")
+    # a combined --folds run records ensemble=K (its model averages K members), hence "in"
+    if config.folds > 1 and config.ensemble not in (1, config.folds):
+        raise LeukonetError(f"--folds {config.folds} with --ensemble {config.ensemble}: the fold "
+                            "models are the ensemble; drop --ensemble")
 
 
 def _verify_data(run_dir, data):

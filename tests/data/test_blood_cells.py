@@ -2,7 +2,6 @@
 import time
 from pathlib import Path
 
-import pandas as pd
 import pytest
 
 from leukonet.data.audit import audit

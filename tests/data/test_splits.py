@@ -109,3 +109,30 @@ def test_subsample_is_nested_stratified_and_whole_families():
     assert 0.08 < share < 0.16
     assert m.subsample(0.1, seed=1).frame["path"].tolist() != subsets[0.1].frame["path"].tolist()
     assert len(m.subsample(1.0)) == len(m)
+
+
+def test_group_folds_put_every_family_in_one_fold_and_stratify():
+    from leukonet.data.splits import group_folds
+
+    frame = _synthetic(n_groups=90).frame
+    fold = group_folds(frame["label"].to_numpy(), frame["group"].to_numpy(), 3, seed=0)
+    assert set(fold) == {0, 1, 2}
+    assert frame.assign(fold=fold).groupby("group")["fold"].nunique().eq(1).all()
+    for k in range(3):  # each fold holds about a third of each class
+        held = frame[fold == k]
+        for label in ("A", "B", "C"):
+            share = (held["label"] == label).sum() / (frame["label"] == label).sum()
+            assert 0.2 < share < 0.47
+    again = group_folds(frame["label"].to_numpy(), frame["group"].to_numpy(), 3, seed=0)
+    other = group_folds(frame["label"].to_numpy(), frame["group"].to_numpy(), 3, seed=1)
+    assert (again == fold).all() and (other != fold).any()
+
+
+def test_group_folds_refuse_too_few_families_or_folds():
+    from leukonet.data.splits import group_folds
+
+    frame = _synthetic(n_groups=4).frame
+    with pytest.raises(LeukonetError, match="only 4 families"):
+        group_folds(frame["label"].to_numpy(), frame["group"].to_numpy(), 5, seed=0)
+    with pytest.raises(LeukonetError, match="at least 2 folds"):
+        group_folds(frame["label"].to_numpy(), frame["group"].to_numpy(), 1, seed=0)

@@ -1,0 +1,114 @@
+"""fit --folds K: folds of whole families, out-of-fold scores, the averaged model, resume."""
+import numpy as np
+import pandas as pd
+import pytest
+
+import leukonet
+from leukonet.cli import main
+from leukonet.config import FitConfig
+from leukonet.errors import LeukonetError
+from tests.conftest import demo_split
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    base = tmp_path_factory.mktemp("folds")
+    _, root = demo_split(base, (6, 3), 3)
+    config = FitConfig(manifest=str(base / "train.csv"), val_manifest=str(base / "val.csv"),
+                       data_root=str(root), image_size=[30, 40], batch_size=16, backbone="simple_cnn",
+                       head="gap", weights="none", epochs=1, lr=3e-3, workers=1)
+    run = leukonet.fit(config.replace(folds=3, run_dir=str(base / "cv")))
+    return base, root, config, run
+
+
+def _pool(base):
+    return pd.concat([pd.read_csv(base / "train.csv"), pd.read_csv(base / "val.csv")],
+                     ignore_index=True)
+
+
+def test_each_family_is_validated_once_by_the_model_that_did_not_train_on_it(demo):
+    base, root, _, run = demo
+    pool = _pool(base)
+    members = [leukonet.load_run(run.path / "members" / str(k)) for k in range(3)]
+    seen = []
+    for m in members:
+        train, val = pd.read_csv(m.path / "train_manifest.csv"), pd.read_csv(m.path / "val_manifest.csv")
+        assert not set(train["group"]) & set(val["group"])  # families stay whole
+        assert sorted(train["path"].tolist() + val["path"].tolist()) == sorted(pool["path"])
+        assert m.metrics["train_images"] == len(train)  # every non-fold row trained on
+        seen += val["path"].tolist()
+    assert sorted(seen) == sorted(pool["path"])  # each row validated exactly once
+
+    table = pd.read_csv(run.path / "folds.csv")
+    assert sorted(table["path"]) == sorted(pool["path"])
+    # fold 1's rows carry member 1's own predictions
+    from leukonet.data.loader import ManifestLoader
+
+    fold1 = table[table["fold"] == 1].reset_index(drop=True)
+    x, rows = ManifestLoader(fold1, root, (30, 40), 256, num_classes=4).load_batch(0)
+    proba = members[1].model.predict_on_batch(x.astype(np.float32))
+    classes = members[1].classes
+    assert (np.asarray(classes)[proba.argmax(1)] == fold1["predicted"].to_numpy()[rows]).all()
+    np.testing.assert_allclose(proba, fold1[[f"p_{c}" for c in classes]].to_numpy()[rows], atol=1e-4)
+
+    cv = run.metrics["cv"]
+    assert run.metrics["val_accuracy"] == pytest.approx(table["correct"].mean())
+    assert cv["accuracy"] == run.metrics["val_accuracy"]
+    assert [f["images"] for f in cv["folds"]] == [len(table[table["fold"] == k]) for k in range(3)]
+    for f, m in zip(cv["folds"], members):
+        assert f["accuracy"] == pytest.approx(m.metrics["val_accuracy"], abs=1e-6)
+    assert cv["families"] == pool["group"].nunique()
+    low, high = cv["accuracy_ci95_over_families"]
+    assert low <= cv["accuracy"] <= high
+
+
+def test_the_run_model_averages_the_fold_models_and_evaluates_on_test(demo, tmp_path):
+    base, root, _, run = demo
+    members = [leukonet.load_run(run.path / "members" / str(k)) for k in range(3)]
+    test = pd.read_csv(base / "test.csv")
+    from leukonet.data.loader import ManifestLoader
+
+    x, _ = ManifestLoader(test, root, (30, 40), 256, num_classes=4).load_batch(0)
+    x = x.astype(np.float32)
+    outs = [m.model.predict_on_batch(x) for m in members]
+    np.testing.assert_allclose(run.model.predict_on_batch(x), np.mean(outs, axis=0), atol=1e-6)
+    assert run.config.folds == 3 and run.config.ensemble == 3
+    ev = run.evaluate(base / "test.csv", root, figures=False)
+    assert ev.metrics["images"] == len(test)
+    assert ev.metrics["accuracy"] == pytest.approx(
+        float((np.mean(outs, axis=0).argmax(1) == test["label_index"].to_numpy()).mean()))
+
+
+def test_resume_trains_only_the_unfinished_fold(demo, tmp_path):
+    base, _, config, _ = demo
+    run_dir = tmp_path / "cv"
+    leukonet.fit(config.replace(folds=2, run_dir=str(run_dir)))
+    first = (run_dir / "members" / "0" / "model.keras").stat().st_mtime_ns
+    # as if killed during fold 2: its metrics and the combined files never written
+    for name in ("members/1/metrics.json", "metrics.json", "model.keras", "folds.csv"):
+        (run_dir / name).unlink()
+    again = leukonet.fit(resume=run_dir)
+    assert (run_dir / "members" / "0" / "model.keras").stat().st_mtime_ns == first
+    assert (run_dir / "members" / "1" / "metrics.json").is_file()
+    assert len(pd.read_csv(run_dir / "folds.csv")) == len(_pool(base))
+    assert again.metrics["cv"]["accuracy"] == again.metrics["val_accuracy"]
+
+
+def test_folds_refusals_and_the_cli(demo, tmp_path, capsys):
+    base, root, config, _ = demo
+    with pytest.raises(LeukonetError, match="the fold models are the ensemble; drop --ensemble"):
+        leukonet.fit(config.replace(folds=3, ensemble=2, run_dir=str(tmp_path / "a")))
+    with pytest.raises(LeukonetError, match="--folds 0: expected a number of folds >= 2"):
+        leukonet.fit(config.replace(folds=0, run_dir=str(tmp_path / "b")))
+    families = _pool(base)["group"].nunique()
+    with pytest.raises(LeukonetError, match=f"only {families} families"):
+        leukonet.fit(config.replace(folds=families + 1, run_dir=str(tmp_path / "c")))
+    args = ["fit", "--manifest", config.manifest, "--val-manifest", config.val_manifest,
+            "--data-root", str(root), "--image-size", "30x40", "--batch-size", "16",
+            "--backbone", "simple_cnn", "--head", "gap", "--weights", "none", "--epochs", "1",
+            "--workers", "1", "--folds", "2", "--run-dir", str(tmp_path / "cli")]
+    assert main(args) == 0
+    assert "cross-validation accuracy: " in capsys.readouterr().out
+    assert (tmp_path / "cli" / "members" / "1" / "model.keras").is_file()
