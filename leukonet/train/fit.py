@@ -106,6 +106,10 @@ def _check_options(config):
     if config.folds < 1:
         raise LeukonetError(f"--folds {config.folds}: expected a number of folds >= 2 (1: no "
                             "cross-validation)")
+    if config.multitask and (config.ensemble > 1 or config.folds > 1):
+        flag = "--folds" if config.folds > 1 else "--ensemble"
+        raise LeukonetError(f"{flag} with --multitask: the averaged model has the cell-type output "
+                            "only; train the multi-task run alone, or drop --multitask")
     # a combined --folds run records ensemble=K (its model averages K members), hence "in"
     if config.folds > 1 and config.ensemble not in (1, config.folds):
         raise LeukonetError(f"--folds {config.folds} with --ensemble {config.ensemble}: the fold "

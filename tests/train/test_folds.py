@@ -102,6 +102,10 @@ def test_folds_refusals_and_the_cli(demo, tmp_path, capsys):
         leukonet.fit(config.replace(folds=3, ensemble=2, run_dir=str(tmp_path / "a")))
     with pytest.raises(LeukonetError, match="--folds 0: expected a number of folds >= 2"):
         leukonet.fit(config.replace(folds=0, run_dir=str(tmp_path / "b")))
+    with pytest.raises(LeukonetError, match="--folds with --multitask"):  # refused before training
+        leukonet.fit(config.replace(folds=2, multitask={"name": "n", "map": {}},
+                                    run_dir=str(tmp_path / "m")))
+    assert not (tmp_path / "m").exists()
     families = _pool(base)["group"].nunique()
     with pytest.raises(LeukonetError, match=f"only {families} families"):
         leukonet.fit(config.replace(folds=families + 1, run_dir=str(tmp_path / "c")))
