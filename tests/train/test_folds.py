@@ -116,3 +116,16 @@ def test_folds_refusals_and_the_cli(demo, tmp_path, capsys):
     assert main(args) == 0
     assert "cross-validation accuracy: " in capsys.readouterr().out
     assert (tmp_path / "cli" / "members" / "1" / "model.keras").is_file()
+
+
+def test_folds_of_a_manifest_with_a_test_folder_leave_the_test_rows_out(tmp_path):
+    m, root = demo_split(tmp_path, (4, 2), 2)
+    m.to_csv(tmp_path / "all.csv", overwrite=True, rejects=False)
+    is_test = m.frame["split"].str.lower().eq("test")
+    assert is_test.any()
+    run = leukonet.fit(manifest=str(tmp_path / "all.csv"), data_root=str(root), image_size=[30, 40],
+                       batch_size=8, backbone="simple_cnn", head="gap", weights="none", epochs=1,
+                       workers=1, folds=2, run_dir=str(tmp_path / "cv"))
+    table = pd.read_csv(run.path / "folds.csv")
+    assert set(table["path"]) == set(m.frame["path"][~is_test])  # every other row, once
+    assert len(table) == int((~is_test).sum())
