@@ -36,10 +36,12 @@ def fit_folds(config, run_dir, data, resume, verbose=2) -> Run:
     from leukonet.train.ensemble import _combine, _finished, train_member
     from leukonet.train.fit import open_run_dir
 
-    with open_run_dir(run_dir, config.overwrite, resume is not None):
+    pool, fold = (None, None) if resume is not None else _folds(config, data)  # refused before
+    with open_run_dir(run_dir, config.overwrite, resume is not None):    # the folder is made
         if resume is None:
+            _write_folds(config, run_dir, data["classes"], pool, fold)
+            # last: a kill before it leaves no half-made run to resume
             io.write_json(run_dir.config, config.replace(run_dir=str(run_dir.path)).to_dict())
-            _write_folds(config, run_dir, data)
         paths = []
         for k in range(config.folds):
             path = run_dir.path / "members" / str(k)
@@ -60,19 +62,23 @@ def _fold_files(run_dir, k):
     return folder / f"fold{k}_train.csv", folder / f"fold{k}_val.csv"
 
 
-def _write_folds(config, run_dir, data):
-    """The train+val rows cut into ``config.folds`` folds of whole families, one manifest
-    pair per fold (``split`` set to train / val, so each member reads them as given)."""
+def _folds(config, data):
+    """The train+val rows and the fold of each (whole families, stratified)."""
     from leukonet.data.splits import group_folds
 
     pool = pd.concat([data["train"].frame, data["val"].frame], ignore_index=True)
     if "group" not in pool or pool["group"].isna().any():
         raise LeukonetError(f"--folds {config.folds}: {config.manifest} has rows without a `group` "
                             "(family) column; build the manifest with `leukonet manifest build`")
-    fold = group_folds(pool["label"].to_numpy(), pool["group"].to_numpy(), config.folds,
-                       config.seed)
+    return pool, group_folds(pool["label"].to_numpy(), pool["group"].to_numpy(), config.folds,
+                             config.seed)
+
+
+def _write_folds(config, run_dir, classes, pool, fold):
+    """One manifest pair per fold (``split`` set to train / val, so each member reads them
+    as given)."""
     # the class order beside the fold manifests, so a fold that lacks a class keeps it
-    io.write_json(run_dir.path / "folds" / "classes.json", {"classes": data["classes"]})
+    io.write_json(run_dir.path / "folds" / "classes.json", {"classes": classes})
     for k in range(config.folds):
         train, val = _fold_files(run_dir, k)
         io.write_csv(train, pool[fold != k].assign(split="train"))

@@ -109,6 +109,14 @@ def test_folds_refusals_and_the_cli(demo, tmp_path, capsys):
     families = _pool(base)["group"].nunique()
     with pytest.raises(LeukonetError, match=f"only {families} families"):
         leukonet.fit(config.replace(folds=families + 1, run_dir=str(tmp_path / "c")))
+    assert not (tmp_path / "c").exists()  # refused before the run folder is made
+    for name in ("train", "val"):  # manifests without families
+        pd.read_csv(base / f"{name}.csv").drop(columns="group").to_csv(tmp_path / f"{name}.csv",
+                                                                       index=False)
+    with pytest.raises(LeukonetError, match=r"train.csv has rows without a `group` \(family\)"):
+        leukonet.fit(config.replace(folds=2, manifest=str(tmp_path / "train.csv"),
+                                    val_manifest=str(tmp_path / "val.csv"), run_dir=str(tmp_path / "d")))
+    assert not (tmp_path / "d").exists()
     args = ["fit", "--manifest", config.manifest, "--val-manifest", config.val_manifest,
             "--data-root", str(root), "--image-size", "30x40", "--batch-size", "16",
             "--backbone", "simple_cnn", "--head", "gap", "--weights", "none", "--epochs", "1",
