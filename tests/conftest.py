@@ -71,6 +71,16 @@ def demo_split(folder, sources_per_class, copies_per_source, image_size=(30, 40)
     return m, root
 
 
+def demo_fit_config(folder, root, **changes):
+    """A FitConfig for a fast fit on ``demo_split``'s manifests in FOLDER: simple_cnn + gap
+    at 30x40, no weights, 2 epochs, one loader thread; ``changes`` override it."""
+    from leukonet.config import FitConfig
+
+    return FitConfig(manifest=str(Path(folder) / "train.csv"), val_manifest=str(Path(folder) / "val.csv"),
+                     data_root=str(root), image_size=[30, 40], batch_size=16, backbone="simple_cnn",
+                     head="gap", weights="none", epochs=2, lr=3e-3, workers=1).replace(**changes)
+
+
 @pytest.fixture
 def tree(tmp_path):
     """A 3-class folder tree, 4 sources x 3 copies per class."""

@@ -7,10 +7,9 @@ import pytest
 
 import leukonet
 from leukonet.cli import main
-from leukonet.config import FitConfig
 from leukonet.errors import LeukonetError
 from leukonet.evaluate.report import SECTIONS
-from tests.conftest import demo_split
+from tests.conftest import demo_fit_config, demo_split
 
 pytestmark = pytest.mark.slow
 
@@ -19,10 +18,7 @@ pytestmark = pytest.mark.slow
 def run(tmp_path_factory):
     base = tmp_path_factory.mktemp("eval")
     _, root = demo_split(base, (8, 3), 3)
-    r = leukonet.fit(FitConfig(manifest=str(base / "train.csv"), val_manifest=str(base / "val.csv"),
-                               data_root=str(root), image_size=[30, 40], batch_size=16,
-                               backbone="simple_cnn", head="gap", weights="none", epochs=3,
-                               lr=3e-3, run_dir=str(base / "run"), workers=1))
+    r = leukonet.fit(demo_fit_config(base, root, epochs=3, run_dir=str(base / "run")))
     return r, base, root
 
 

@@ -7,10 +7,9 @@ import pytest
 
 import leukonet
 from leukonet.cli import main
-from leukonet.config import FitConfig
 from leukonet.errors import LeukonetError
 from leukonet.train.run import load_model
-from tests.conftest import demo_split
+from tests.conftest import demo_fit_config, demo_split
 
 pytestmark = pytest.mark.slow
 
@@ -19,9 +18,7 @@ pytestmark = pytest.mark.slow
 def demo(tmp_path_factory):
     base = tmp_path_factory.mktemp("ens")
     _, root = demo_split(base, (6, 3), 3)
-    config = FitConfig(manifest=str(base / "train.csv"), val_manifest=str(base / "val.csv"),
-                       data_root=str(root), image_size=[30, 40], batch_size=16, backbone="simple_cnn",
-                       head="gap", weights="none", epochs=2, lr=3e-3, workers=1)
+    config = demo_fit_config(base, root)
     run = leukonet.fit(config.replace(ensemble=2, run_dir=str(base / "ens")))
     return base, root, config, run
 

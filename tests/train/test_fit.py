@@ -11,7 +11,7 @@ from leukonet.config import FitConfig
 from leukonet.data.manifest import Manifest
 from leukonet.errors import LeukonetError
 from leukonet.train import fit as fit_module
-from tests.conftest import demo_split
+from tests.conftest import demo_fit_config, demo_split
 
 pytestmark = pytest.mark.slow
 
@@ -25,12 +25,7 @@ def demo(tmp_path_factory):
 
 def _config(demo, tmp_path, **kw):
     base, root = demo
-    args = dict(manifest=str(base / "train.csv"), val_manifest=str(base / "val.csv"),
-                data_root=str(root), image_size=[30, 40], batch_size=16, backbone="simple_cnn",
-                head="gap", weights="none", epochs=2, lr=3e-3, run_dir=str(tmp_path / "run"),
-                workers=1)
-    args.update(kw)
-    return FitConfig(**args)
+    return demo_fit_config(base, root, **{"run_dir": str(tmp_path / "run"), **kw})
 
 
 def test_two_epochs_beat_chance_and_write_the_run(demo, tmp_path):
