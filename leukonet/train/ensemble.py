@@ -118,10 +118,10 @@ def _finished(paths):
     return runs
 
 
-def _combine(runs, run_dir, validate=True) -> Run:
+def _combine(runs, run_dir, scores=None) -> Run:
     """Write the ensemble of ``runs`` (from ``_finished``) into ``run_dir``: config,
-    manifests, model.keras and metrics.json (with a validation score where the members
-    share one and ``validate``)."""
+    manifests, model.keras and metrics.json, with ``scores`` (``--folds``: the out-of-fold
+    ones) or else the ensemble's own validation score where the members share one."""
     from leukonet.models.ensemble import build_ensemble_model
 
     start = time.perf_counter()
@@ -143,11 +143,10 @@ def _combine(runs, run_dir, validate=True) -> Run:
     metrics = dict(members=listed, train_images=runs[0].metrics.get("train_images"),
                    epochs_run=sum(r.metrics.get("epochs_run") or 0 for r in runs),
                    train_seconds=round(sum(r.metrics.get("train_seconds", 0.0) for r in runs), 1))
-    if validate:
-        metrics.update(_validation(runs, model))
+    metrics.update(_validation(runs, model) if scores is None else scores)
     metrics["combine_seconds"] = round(time.perf_counter() - start, 1)
     io.write_json(run_dir.metrics, metrics)
-    if "val_accuracy" in metrics:
+    if scores is None and "val_accuracy" in metrics:
         scores = ", ".join(f"{m['val_accuracy']:.4f}" for m in listed if m["val_accuracy"] is not None)
         log.info("ensemble of %d: validation accuracy %.4f (members: %s) -> %s", len(runs),
                  metrics["val_accuracy"], scores, run_dir.model)

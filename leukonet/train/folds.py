@@ -52,8 +52,8 @@ def fit_folds(config, run_dir, data, resume, verbose=2) -> Run:
             paths.append(path)
             io.write_json(run_dir.state, dict(members_finished=k + 1))  # `ablate` resumes by it
         runs = _finished(paths)
-        _combine(runs, run_dir, validate=False)  # each member validated on other rows
-        _cross_validate(runs, run_dir, data["classes"])
+        # each member was validated on other rows: the run's scores are the out-of-fold ones
+        _combine(runs, run_dir, scores=_cross_validate(runs, run_dir, data["classes"]))
     return Run(run_dir.path)
 
 
@@ -88,13 +88,13 @@ def _write_folds(config, run_dir, classes, pool, fold):
 
 
 def _cross_validate(runs, run_dir, classes):
-    """Each member predicts its own validation fold: ``folds.csv`` and ``metrics.json`` →
-    ``val_accuracy`` (out-of-fold, over every row) and ``cv``."""
+    """Each member predicts its own validation fold: writes ``folds.csv`` and returns the
+    metrics.json scores: ``val_accuracy`` (out-of-fold, over every row) and ``cv``."""
     from leukonet.data.loader import ManifestLoader
     from leukonet.evaluate.metrics import family_metrics
-    from leukonet.evaluate.predict import predict_loader
+    from leukonet.evaluate.predict import predict_loader, predictions_table
 
-    parts, per_fold = [], []
+    parts, predicted, per_fold = [], [], []
     for k, run in enumerate(runs):
         frame = pd.read_csv(run.path / "val_manifest.csv")
         c = run.config
@@ -102,31 +102,30 @@ def _cross_validate(runs, run_dir, classes):
                                 num_classes=len(classes), skip_bad_images=True, workers=c.workers,
                                 nucleus_crop=c.nucleus_crop, cache_dir=c.cache_dir)
         rows, proba = predict_loader(run.model, loader)
-        part = frame.iloc[rows][["path", "label", "label_index", "group"]].reset_index(drop=True)
+        part = predictions_table(frame["path"].to_numpy()[rows], proba, classes)
+        known = frame.iloc[rows]
         part.insert(0, "fold", k)
-        part["predicted"] = np.asarray(classes)[proba.argmax(axis=1)]
-        part["correct"] = part["predicted"] == part["label"]
-        for i, name in enumerate(classes):
-            part[f"p_{name}"] = proba[:, i].round(5)
+        part.insert(2, "label", known["label"].to_numpy())
+        part.insert(3, "label_index", known["label_index"].to_numpy())
+        part.insert(4, "group", known["group"].to_numpy())
+        part.insert(6, "correct", part["predicted"] == part["label"])
         parts.append(part)
+        predicted.append(proba.argmax(axis=1))
         per_fold.append(dict(fold=k, images=int(len(part)), families=int(part["group"].nunique()),
                              accuracy=float(part["correct"].mean())))
     table = pd.concat(parts, ignore_index=True)
     io.write_csv(run_dir.path / "folds.csv", table)
-    y = table["label_index"].to_numpy()
-    by_family, _ = family_metrics(y, table["predicted"].map(classes.index).to_numpy(),
+    by_family, _ = family_metrics(table["label_index"].to_numpy(), np.concatenate(predicted),
                                   table["group"].to_numpy(), classes)
     accs = np.array([f["accuracy"] for f in per_fold])
     cv = dict(folds=per_fold, accuracy=float(table["correct"].mean()),
               fold_accuracy_mean=float(accs.mean()), fold_accuracy_sd=float(accs.std(ddof=1)),
               fold_accuracy_range=[float(accs.min()), float(accs.max())], **by_family)
-    metrics = Run(run_dir.path).metrics  # what _combine wrote
-    metrics.update(val_accuracy=cv["accuracy"], val_images=int(len(table)), cv=cv,
-                   val_accuracy_is="out-of-fold: each row predicted by the fold model that did not "
-                                   "train on it")
-    io.write_json(run_dir.metrics, metrics)
     interval = cv.get("accuracy_ci95_over_families")
     log.info("cross-validation over %d folds: accuracy %.4f out of fold (folds %s; sd %.4f)%s -> %s",
              len(runs), cv["accuracy"], ", ".join(f"{a:.4f}" for a in accs), cv["fold_accuracy_sd"],
              f"; 95 % interval over {cv['families']} families {interval[0]:.4f}-{interval[1]:.4f}"
              if interval else "", run_dir.path / "folds.csv")
+    return dict(val_accuracy=cv["accuracy"], val_images=int(len(table)), cv=cv,
+                val_accuracy_is="out-of-fold: each row predicted by the fold model that did not "
+                                "train on it")
