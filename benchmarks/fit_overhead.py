@@ -25,7 +25,7 @@ def main():
     p.add_argument("--quick", action="store_true")
     p.add_argument("--repeats", type=int, default=3)
     args = p.parse_args()
-    import keras
+    import keras  # noqa: F401  (imported before anything is timed)
 
     from leukonet.config import FitConfig
     from leukonet.data.demo import make_demo_data

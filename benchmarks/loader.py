@@ -3,7 +3,8 @@
     python benchmarks/loader.py [--root .../blood-cells/images/TRAIN] [--quick]
 
 Rows: leukonet ManifestLoader (threads, JPEG draft decoding; with and without
-augmentation -- its fused layers, and the stock Keras layers for comparison; with
+augmentation -- its fused layers with OpenCV kernels (the default), with their keras.ops
+kernels, and the stock Keras layers for comparison; with
 --cache-dir cold then warm, a fresh cache each repeat; with Pillow as its JPEG decoder
 instead of simplejpeg); keras.utils.image_dataset_from_directory (tf.data; with the stock
 Keras augmentation layers mapped over it); tf.keras ImageDataGenerator.flow_from_dataframe
@@ -16,7 +17,6 @@ Writes benchmarks/results/loader.json.
 Not a test: nothing here asserts a time.
 """
 import argparse
-import json
 import os
 import statistics
 import tempfile
@@ -59,16 +59,20 @@ def keras_layers_policy():
 
 def leukonet_loader(frame, root, size, batch, workers, augment=False, cache_dir=None,
                     decoder=None):
-    from leukonet.data import images
+    from leukonet.data import fused_augment, images
     from leukonet.data.augment import build_policy
     from leukonet.data.loader import ManifestLoader
 
     # only the policy asked for: building the stock Keras layers costs ~10 ms, 7 % of an
     # unaugmented pass over 1,000 images
-    policy = {False: lambda: None, True: build_policy, "keras": keras_layers_policy}[augment]()
+    policy = {False: lambda: None, True: build_policy, "ops": build_policy,
+              "keras": keras_layers_policy}[augment]()
     loader = ManifestLoader(frame.assign(sha1=frame["path"]), root, size, batch, shuffle=True,
                             policy=policy, workers=workers, cache_dir=cache_dir)
     default, images.JPEG_DECODER = images.JPEG_DECODER, decoder or images.JPEG_DECODER
+    cv2 = fused_augment.cv2
+    if augment == "ops":  # the fused layers' keras.ops kernels (what runs without OpenCV)
+        fused_augment.cv2 = None
     try:
         # What Keras' PyDataset enqueuer does with `workers` threads.
         with ThreadPoolExecutor(workers) as pool:
@@ -76,6 +80,7 @@ def leukonet_loader(frame, root, size, batch, workers, augment=False, cache_dir=
                 pass
     finally:
         images.JPEG_DECODER = default
+        fused_augment.cv2 = cv2
 
 
 def tight_loop(frame, root, size, batch, workers, decoder="pillow"):
@@ -189,6 +194,7 @@ def main():
                 ("leukonet loader", lambda r: leukonet_loader(frame, root, size, args.batch, args.workers)),
                 ("leukonet loader, Pillow decoder", lambda r: leukonet_loader(frame, root, size, args.batch, args.workers, decoder="pillow")),
                 ("leukonet loader + augmentation", lambda r: leukonet_loader(frame, root, size, args.batch, args.workers, True)),
+                ("leukonet loader + augmentation, keras.ops kernels", lambda r: leukonet_loader(frame, root, size, args.batch, args.workers, "ops")),
                 ("keras image_dataset_from_directory", lambda r: keras_directory(frame, root, size, args.batch, args.workers, tmp)),
                 ("tf.keras ImageDataGenerator", lambda r: image_data_generator(frame, root, size, args.batch, args.workers)),
                 ("leukonet loader + augmentation, stock Keras layers", lambda r: leukonet_loader(frame, root, size, args.batch, args.workers, "keras")),
@@ -227,6 +233,8 @@ def main():
                                speed["leukonet loader + augmentation"] / speed["image_dataset_from_directory + augmentation"], 2),
                            augmented_vs_ImageDataGenerator=round(
                                speed["leukonet loader + augmentation"] / speed["ImageDataGenerator + augmentation"], 2),
+                           opencv_vs_keras_ops_kernels=round(
+                               speed["leukonet loader + augmentation"] / speed["leukonet loader + augmentation, keras.ops kernels"], 2),
                            fused_vs_stock_keras_layers=round(
                                speed["leukonet loader + augmentation"] / speed["leukonet loader + augmentation, stock Keras layers"], 2)))
     print(pd.DataFrame(ratios).to_string(index=False))

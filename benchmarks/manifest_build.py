@@ -6,7 +6,6 @@ benchmarks/results/manifest_build.json. Not a test: nothing here asserts a time.
     python benchmarks/manifest_build.py [--root ../shared/datasets/blood-cells/images]
 """
 import argparse
-import json
 import os
 import platform
 import resource

@@ -31,8 +31,7 @@ def add_parser(sub):
                    help="family distance threshold (default %(default)s)")
     b.add_argument("--keypoint-links", action="store_true",
                    help="also merge families that show the same field of view (shifted "
-                   "copies), by matching SIFT keypoints; needs OpenCV: "
-                   "pip install 'leukonet[keypoints]'")
+                   "copies), by matching SIFT keypoints (OpenCV)")
     b.add_argument("--min-inliers", type=int, default=None,
                    help="keypoints that must agree for a keypoint link (default 9)")
     b.add_argument("--max-pixels", type=int, default=images.DEFAULT_MAX_PIXELS,

@@ -15,12 +15,26 @@ trip; run one after another they were ~97 % of the loader's time with augmentati
 Both keep the Keras preprocessing-layer protocol the policy uses
 (``get_random_transformation`` then ``transform_images``), and draw their parameters from
 numpy with the batch seed, so a seed gives the same batch on every backend.
+
+Each also has ``transform_one``, the same transformation of one image of the batch by
+OpenCV, which is what the loader runs (``augment.apply_policy``). Why not Keras there: on
+the TensorFlow CPU backend ``keras.ops.image.affine_transform`` is TensorFlow's
+``ImageProjectiveTransformV3``, 43 of the 74.5 ms a 32 x 240 x 320 batch took, and Keras
+has no other resampler; OpenCV's ``warpAffine`` (float32 bilinear, the same sampling
+points) and ``transform`` (the 3x4 colour matrix) do both layers in ~17 ms, release the
+GIL so the loader's threads overlap, and agree with the ``keras.ops`` path to 0.02 of a
+grey level (tests/data/test_fused_augment.py; benchmarks/README.md).
 """
 import math
 
 import keras
 import numpy as np
 from keras import ops
+
+try:
+    import cv2
+except ImportError:  # a core dependency; absent only on a hand-made environment
+    cv2 = None
 
 # RGB -> YIQ (NTSC); hue is the angle in the I-Q plane, Y the luma.
 _YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
@@ -50,7 +64,7 @@ class RandomGeometry(_FusedRandomLayer):
         self.rotate, self.flip, self.zoom, self.shift = float(rotate), bool(flip), float(zoom), float(shift)
 
     def get_random_transformation(self, images, training=True, seed=None):
-        b, h, w = (int(d) for d in ops.shape(images)[:3])
+        b, h, w = (int(d) for d in images.shape[:3])  # not ops.shape: no tensor copy of a numpy batch
         rng = np.random.default_rng(seed)
         theta = np.deg2rad(_uniform(rng, self.rotate, b))
         scale = 1.0 + _uniform(rng, self.zoom, b)  # >1 samples a larger area: zoom out
@@ -73,6 +87,15 @@ class RandomGeometry(_FusedRandomLayer):
                                           interpolation="bilinear", fill_mode="constant",
                                           fill_value=0, data_format="channels_last")
 
+    def transform_one(self, image, transformation, index, out):
+        """Image ``index`` of the batch (float32 (H, W, 3), C-contiguous) into ``out``, by
+        OpenCV: what ``transform_images`` does to it."""
+        m = np.asarray(transformation[index, :6], np.float64).reshape(2, 3)
+        # WARP_INVERSE_MAP: m maps output pixels to input ones, as affine_transform's does
+        cv2.warpAffine(image, m, (image.shape[1], image.shape[0]), dst=out,
+                       flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                       borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
     def get_config(self):
         return {**super().get_config(), "rotate": self.rotate, "flip": self.flip, "zoom": self.zoom,
                 "shift": self.shift}
@@ -91,7 +114,7 @@ class RandomStain(_FusedRandomLayer):
         self.hue, self.saturation = float(hue), float(saturation)
 
     def get_random_transformation(self, images, training=True, seed=None):
-        b = int(ops.shape(images)[0])
+        b = int(images.shape[0])
         rng = np.random.default_rng(seed)
         offset = _uniform(rng, self.brightness, b) * 255.0
         contrast = 1.0 + _uniform(rng, self.contrast, b)
@@ -122,6 +145,17 @@ class RandomStain(_FusedRandomLayer):
         shift = ops.matmul((1.0 - contrast) * mean, matrix_t) + offset
         y = ops.matmul(pixels, contrast * matrix_t) + shift
         return ops.clip(ops.reshape(y, (b, h, w, 3)), 0.0, 255.0)
+
+    def transform_one(self, image, transformation, index, out):
+        """Image ``index`` of the batch (float32 (H, W, 3), C-contiguous) into ``out``, by
+        OpenCV: what ``transform_images`` does to it."""
+        m = transformation["matrix"][index].astype(np.float64)
+        c = float(transformation["contrast"][index])
+        mean = np.array(cv2.mean(image)[:3])
+        # y = c M x + (M (1 - c) mean + o), as transform_images, as one 3x4 matrix
+        affine = np.hstack([c * m, (m @ ((1.0 - c) * mean) + transformation["offset"][index])[:, None]])
+        cv2.transform(image, affine, dst=out)
+        np.clip(out, 0.0, 255.0, out=out)
 
     def get_config(self):
         return {**super().get_config(), "brightness": self.brightness, "contrast": self.contrast,

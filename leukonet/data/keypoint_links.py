@@ -13,7 +13,7 @@ query one FLANN index of all the others' for candidate families (votes after Low
 ratio test); each candidate pair is then verified geometrically: matched keypoints must
 agree on one rotation + scale + shift (``cv2.estimateAffinePartial2D`` with RANSAC),
 and ``min_inliers`` of them must. Families linked that way are merged (connected
-components). OpenCV is an optional dependency: ``pip install 'leukonet[keypoints]'``.
+components). OpenCV (``opencv-python-headless``) is one of leukonet's dependencies.
 
 Defaults set on the blood-cells set (2026-11-25; data_manifests/blood-cells/README.md):
 at 9 inliers every candidate pair that the original smears say is one source was linked
@@ -42,8 +42,8 @@ def _cv2():
         import cv2
     except ImportError:
         raise LeukonetError(
-            "keypoint links need OpenCV: pip install 'leukonet[keypoints]' "
-            "(or opencv-python-headless)"
+            "keypoint links need OpenCV, a leukonet dependency missing here: "
+            "pip install opencv-python-headless"
         ) from None
     return cv2
 

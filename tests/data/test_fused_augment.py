@@ -107,3 +107,39 @@ def test_policy_on_uint8_batches_is_float32_and_not_rounded():
         assert out.min() >= 0 and out.max() <= 255
         assert np.any(out != np.round(out))  # bilinear resampling of uint8 stayed float
     np.testing.assert_array_equal(pixels, before)
+
+
+@pytest.mark.parametrize("policy", [build_policy(), build_policy(rotate=30, flip=False, zoom=0.3, shift=0.2,
+                                                                 brightness=0.3, contrast=0.3, hue=0.1,
+                                                                 saturation=0.3)])
+def test_opencv_kernels_give_the_keras_ops_pixels(policy, monkeypatch):
+    """The loader's OpenCV path and the layers' keras.ops path (what runs where OpenCV is
+    missing) give the same batch from the same seed: same sampling points, same black
+    fill at the rotated corners, same colour matrix."""
+    from leukonet.data import fused_augment
+
+    pixels = np.random.default_rng(7).integers(0, 256, (5, 30, 44, 3), dtype=np.uint8)
+    fast = apply_policy(policy, pixels, 21)
+    monkeypatch.setattr(fused_augment, "cv2", None)
+    reference = apply_policy(policy, pixels, 21)
+    assert fast.dtype == reference.dtype == np.float32
+    np.testing.assert_allclose(fast, reference, atol=0.02)
+    assert (reference == 0).all(-1).mean() > 0.01  # the comparison covers fill pixels
+    assert np.abs(reference - pixels).mean() > 5.0  # and the batch really was transformed
+
+
+def test_opencv_path_handles_a_strided_batch():
+    pixels = np.random.default_rng(8).integers(0, 256, (4, 20, 60, 3), dtype=np.uint8)[:, :, ::2]
+    out = apply_policy(build_policy(), pixels, 3)
+    assert out.shape == (4, 20, 30, 3)
+    np.testing.assert_array_equal(out, apply_policy(build_policy(), np.ascontiguousarray(pixels), 3))
+
+
+def test_augmenting_sets_opencv_to_one_thread_per_call(monkeypatch):
+    """The loader's threads fill the cores; OpenCV's pool under them was 3x slower."""
+    from leukonet.data import augment, fused_augment
+
+    fused_augment.cv2.setNumThreads(2)
+    monkeypatch.setattr(augment, "_OPENCV_THREADS_SET", False)
+    apply_policy(build_policy(), np.zeros((2, 16, 16, 3), np.uint8), 0)
+    assert fused_augment.cv2.getNumThreads() == 1
