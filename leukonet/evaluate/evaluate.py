@@ -10,7 +10,7 @@ from leukonet import io
 from leukonet.errors import LeukonetError
 from leukonet.evaluate import metrics as M
 from leukonet.evaluate import plots
-from leukonet.evaluate.predict import predict_loader, predictions_table
+from leukonet.evaluate.predict import predict_loader, predictions_table, run_loader
 
 
 @dataclass
@@ -48,15 +48,11 @@ def _frame_for(manifest_path, classes):
 
 
 def evaluate(run, manifest, data_root, tta=0, batch_size=None, figures=True, out_dir=None):
-    from leukonet.data.loader import ManifestLoader
-
     config, classes = run.config, run_classes(run.path)
     frame, has_groups = _frame_for(manifest, classes)
     if not Path(data_root).is_dir():
         raise LeukonetError(f"--data-root {data_root}: no such folder")
-    loader = ManifestLoader(frame, data_root, config.image_size, batch_size or config.batch_size,
-                            num_classes=len(classes), skip_bad_images=True, workers=1,
-                            nucleus_crop=config.nucleus_crop)
+    loader = run_loader(config, frame, len(classes), data_root, batch_size, workers=1)
     rows, proba = predict_loader(run.model, loader, tta=tta)
     aux = None
     if isinstance(proba, dict):

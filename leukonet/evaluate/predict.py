@@ -23,6 +23,19 @@ def tta_views(x, n, seed=0):
     return views
 
 
+def run_loader(config, frame, num_classes, data_root=None, batch_size=None, workers=None,
+               cache_dir=None):
+    """A ManifestLoader feeding ``frame`` to a model of run config ``config``: the run's
+    input size and nucleus crop, unshuffled and unaugmented, unreadable images skipped (and
+    counted in ``loader.bad``). Unset arguments come from the config (the cache excepted)."""
+    from leukonet.data.loader import ManifestLoader
+
+    return ManifestLoader(frame, data_root or config.data_root, config.image_size,
+                          batch_size or config.batch_size, num_classes=num_classes,
+                          skip_bad_images=True, workers=workers or config.workers,
+                          nucleus_crop=config.nucleus_crop, cache_dir=cache_dir)
+
+
 def predict_loader(model, loader, tta=0):
     """Probabilities for each readable row of a ManifestLoader: (rows, proba[, aux])."""
     rows, probs = [], []

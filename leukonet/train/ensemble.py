@@ -159,8 +159,7 @@ def _validation(runs, model):
     import keras
     import pandas as pd
 
-    from leukonet.data.loader import ManifestLoader
-    from leukonet.evaluate.predict import predict_loader
+    from leukonet.evaluate.predict import predict_loader, run_loader
 
     files = [r.path / "val_manifest.csv" for r in runs]
     if not all(f.is_file() for f in files) or len({f.read_bytes() for f in files}) != 1:
@@ -173,9 +172,7 @@ def _validation(runs, model):
                     config.data_root)
         return {}
     frame = pd.read_csv(files[0])
-    loader = ManifestLoader(frame, config.data_root, config.image_size, config.batch_size,
-                            num_classes=len(runs[0].classes), skip_bad_images=True,
-                            workers=config.workers, nucleus_crop=config.nucleus_crop)
+    loader = run_loader(config, frame, len(runs[0].classes))
     rows, proba = predict_loader(model, loader)
     y = frame["label_index"].to_numpy()[rows]
     # the members' own loss (their label smoothing included), so val_loss compares with theirs

@@ -90,17 +90,13 @@ def _write_folds(config, run_dir, classes, pool, fold):
 def _cross_validate(runs, run_dir, classes):
     """Each member predicts its own validation fold: writes ``folds.csv`` and returns the
     metrics.json scores: ``val_accuracy`` (out-of-fold, over every row) and ``cv``."""
-    from leukonet.data.loader import ManifestLoader
     from leukonet.evaluate.metrics import family_metrics
-    from leukonet.evaluate.predict import predict_loader, predictions_table
+    from leukonet.evaluate.predict import predict_loader, predictions_table, run_loader
 
     parts, predicted, per_fold = [], [], []
     for k, run in enumerate(runs):
         frame = pd.read_csv(run.path / "val_manifest.csv")
-        c = run.config
-        loader = ManifestLoader(frame, c.data_root, c.image_size, c.batch_size,
-                                num_classes=len(classes), skip_bad_images=True, workers=c.workers,
-                                nucleus_crop=c.nucleus_crop, cache_dir=c.cache_dir)
+        loader = run_loader(run.config, frame, len(classes), cache_dir=run.config.cache_dir)
         rows, proba = predict_loader(run.model, loader)
         part = predictions_table(frame["path"].to_numpy()[rows], proba, classes)
         known = frame.iloc[rows]
