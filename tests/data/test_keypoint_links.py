@@ -1,3 +1,5 @@
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -188,3 +190,9 @@ def test_on_the_demo_set_keypoint_links_leave_no_source_split(tmp_path):
     assert split[0] > 0 and split[1] == 0
     mixed = (linked.assign(src=linked["path"].map(truth)).groupby("group")["src"].nunique() > 1)
     assert mixed.mean() <= 0.05
+
+
+def test_missing_opencv_is_a_one_line_error_that_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "cv2", None)  # import cv2 now raises ImportError
+    with pytest.raises(LeukonetError, match="keypoint links need OpenCV.*pip install opencv-python-headless"):
+        kl._cv2()
