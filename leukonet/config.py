@@ -34,6 +34,7 @@ class FitConfig:
     contrast: float = 0.1
     hue: float = 0.02
     saturation: float = 0.1
+    mixup: float = 0.0  # >0: blend training pairs, images and targets, by Beta(mixup, mixup)
     # model
     backbone: str = "inception_resnet_v2"
     head: str = "conv"

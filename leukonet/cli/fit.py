@@ -52,6 +52,8 @@ def add_fit_arguments(p):
     _bool_pair(a, "flip", True, "horizontal and vertical flips (default on)")
     for name in ("zoom", "shift", "brightness", "contrast", "hue", "saturation"):
         a.add_argument(f"--{name}", type=float, help=f"(default {getattr(_DEFAULTS, name)})")
+    a.add_argument("--mixup", type=float, metavar="ALPHA", help="blend pairs of training images "
+                   "and their labels by a Beta(ALPHA, ALPHA) weight (keras.layers.MixUp; e.g. 0.2)")
     m = p.add_argument_group("model")
     m.add_argument("--backbone", help=f"see `leukonet backbones` (default {_DEFAULTS.backbone})")
     m.add_argument("--head", help="conv | gap | dense | bilstm (default conv)")

@@ -6,6 +6,9 @@ the epoch and the batch index), passed to every layer's ``get_random_transformat
 same seed gives the same batch whatever the number of loader threads or the order they
 finish in.
 """
+import functools
+
+import keras
 import numpy as np
 from keras import ops
 
@@ -93,3 +96,28 @@ def _apply_keras(policy, images, seeds):
 def batch_seed(seed, epoch, index):
     """A 31-bit seed unique to (run seed, epoch, batch)."""
     return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0] >> 1)
+
+
+def mix_up(images: np.ndarray, targets, alpha: float, seed: int):
+    """MixUp (Zhang et al. 2018) of a float32 batch with a permutation of itself, by
+    ``keras.layers.MixUp``: one Beta(alpha, alpha) weight per image, the same weights and
+    pairs for the images and every target (a dict of them for multi-task models)."""
+    layer = _mixup_layer(float(alpha))
+    # its own seed, not the policy's: the pairs must not follow the geometry's draws
+    t = layer.get_random_transformation({"images": images}, training=True,
+                                        seed=(int(seed) * 31 + 7) % (2**31 - 1))
+    mixed = np.asarray(ops.convert_to_numpy(layer.transform_images(images, t)), np.float32)
+
+    def mix(y):
+        return np.asarray(ops.convert_to_numpy(layer.transform_labels(y, t)), np.float32)
+
+    if isinstance(targets, dict):
+        return mixed, {name: mix(y) for name, y in targets.items()}
+    return mixed, mix(targets)
+
+
+@functools.lru_cache(maxsize=8)
+def _mixup_layer(alpha):
+    # one per alpha, shared by the loader threads: with an explicit seed its draws are
+    # stateless, and building a layer (and its seed variable) per batch cost more than the mix
+    return keras.layers.MixUp(alpha=alpha)

@@ -67,13 +67,14 @@ class ManifestLoader(keras.utils.PyDataset):
     first batch and its collective op takes no uint8.
 
     ``shuffle`` reorders rows each epoch from (seed, epoch); ``policy`` (augmentation
-    layers) is applied with a per-batch seed, so a run is repeatable.
+    layers) is applied with a per-batch seed, so a run is repeatable. ``mixup`` > 0 then
+    blends each batch with a permutation of itself, targets alike (training loaders only).
     """
 
     def __init__(self, frame, root, image_size, batch_size=32, num_classes=None, shuffle=False,
                  seed=0, policy=None, aux=None, cache_dir=None, skip_bad_images=False,
                  workers=2, max_queue_size=4, max_pixels=images.DEFAULT_MAX_PIXELS,
-                 nucleus_crop=0.0, float_pixels=False):
+                 nucleus_crop=0.0, float_pixels=False, mixup=0.0):
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=max_queue_size)
         self.paths = frame["path"].tolist()
         self.sha1 = frame["sha1"].tolist() if "sha1" in frame else [None] * len(frame)
@@ -88,6 +89,7 @@ class ManifestLoader(keras.utils.PyDataset):
         self.batch_size = int(batch_size)
         self.num_classes = int(num_classes or self.labels.max() + 1)
         self.shuffle, self.seed, self.policy = shuffle, int(seed), policy or []
+        self.mixup = float(mixup or 0.0)  # MixUp's Beta alpha; 0: off
         self.aux = aux  # (name, aux index per row, number of aux classes) or None
         # >0: crop a square of this fraction of the short side around the nucleus first
         self.nucleus_crop = crop.check_fraction(nucleus_crop)
@@ -169,11 +171,15 @@ class ManifestLoader(keras.utils.PyDataset):
 
     def __getitem__(self, index):
         x, keep = self.load_batch(index)
+        seed = augment.batch_seed(self.seed, self.epoch, index)
         if self.policy and len(x):
-            x = augment.apply_policy(self.policy, x, augment.batch_seed(self.seed, self.epoch, index))
-        elif self.float_pixels:
+            x = augment.apply_policy(self.policy, x, seed)
+        elif self.float_pixels or self.mixup:
             x = x.astype(np.float32)
-        return x, self._targets(keep)
+        y = self._targets(keep)
+        if self.mixup and len(x) > 1:
+            x, y = augment.mix_up(x, y, self.mixup, seed)
+        return x, y
 
     def _targets(self, rows):
         y = np.eye(self.num_classes, dtype=np.float32)[self.labels[rows]]

@@ -20,6 +20,7 @@ class BackboneSpec:
     params: int  # parameters without the top, as built here (checked by a test)
     imagenet: bool = True  # ImageNet weights exist
     note: str = ""
+    options: tuple = ()  # extra constructor arguments as (name, value) pairs, e.g. a width
 
 
 def _app(cls):
@@ -34,6 +35,11 @@ BACKBONES = {s.name: s for s in [
     BackboneSpec("resnet50", _app("ResNet50"), (224, 224), 32, "caffe", "conv5_block3_out", 23_587_712),
     BackboneSpec("resnet50v2", _app("ResNet50V2"), (224, 224), 32, "tf", "post_relu", 23_564_800),
     BackboneSpec("mobilenet_v2", _app("MobileNetV2"), (224, 224), 32, "tf", "out_relu", 2_257_984),
+    # Narrower MobileNetV2s (Keras' alpha; timm names them the same way). ImageNet weights
+    # exist for these widths at 96-224 px; 0.35 has about the parameters of simple_cnn_wide.
+    *(BackboneSpec(f"mobilenet_v2_{round(alpha * 100):03d}", _app("MobileNetV2"), (224, 224), 32, "tf",
+                   "out_relu", params, options=(("alpha", alpha),), note=f"MobileNetV2 at width {alpha}")
+      for alpha, params in ((0.35, 410_208), (0.5, 706_224), (0.75, 1_382_064))),
     BackboneSpec("efficientnet_b0", _app("EfficientNetB0"), (224, 224), 32, "none", "top_activation", 4_049_571,
                  note="rescales inside the model"),
     BackboneSpec("efficientnetv2_b0", _app("EfficientNetV2B0"), (224, 224), 32, "none", "top_activation", 5_919_312,
@@ -80,8 +86,8 @@ def build_backbone(spec, input_shape, weights=None):
         if weights == "imagenet":
             raise LeukonetError(f"{spec.name} has no ImageNet weights; use --weights none, a "
                                 "weights file or an earlier leukonet run")
-        return ctor(input_shape=input_shape)
-    kwargs = dict(include_top=False, weights=weights, input_shape=input_shape)
+        return ctor(input_shape=input_shape, **dict(spec.options))
+    kwargs = dict(include_top=False, weights=weights, input_shape=input_shape, **dict(spec.options))
     if spec.preprocessing == "none" and "include_preprocessing" in ctor.__code__.co_varnames:
         kwargs["include_preprocessing"] = True
     try:

@@ -99,6 +99,12 @@ def _check_options(config):
     if check_fraction(config.nucleus_crop) and parse_size(config.image_size) == "native":
         raise LeukonetError("--image-size native with --nucleus-crop: the crop changes the size; "
                             "pass --image-size HxW (e.g. 96x96)")
+    if config.mixup < 0:
+        raise LeukonetError(f"--mixup {config.mixup}: expected a Beta alpha > 0 (e.g. 0.2), or 0 "
+                            "for none")
+    if config.mixup and config.cache_features:
+        raise LeukonetError("--mixup with --cache-features: the cache holds features of unmixed "
+                            "images; drop one of them")
     if config.precise_bn < 0:
         raise LeukonetError(f"--precise-bn {config.precise_bn}: expected a number of batches >= 0")
     if config.ensemble < 1:
@@ -289,7 +295,8 @@ def _loaders(config, data, image_size):
                   skip_bad_images=config.skip_bad_images, workers=config.workers,
                   nucleus_crop=config.nucleus_crop, float_pixels=config.strategy == "multiworker")
     train = ManifestLoader(data["train"].frame, shuffle=True, seed=config.seed,
-                           policy=policy_from_config(config), aux=train_aux, **common)
+                           policy=policy_from_config(config), mixup=config.mixup, aux=train_aux,
+                           **common)
     val = ManifestLoader(data["val"].frame, aux=val_aux, **common)
     return train, val, aux_classes
 

@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from leukonet.data.augment import apply_policy, batch_seed, build_policy
+from leukonet.data.augment import apply_policy, batch_seed, build_policy, mix_up
 from leukonet.data.loader import ManifestLoader
 from leukonet.data.manifest import Manifest
 from leukonet.errors import LeukonetError
@@ -59,6 +59,39 @@ def test_augmentation_is_seeded_and_only_on_request(data):
     assert np.abs(x1 - x0).mean() > 1.0
     assert not np.array_equal(apply_policy(policy, x0, batch_seed(3, 0, 0)),
                               apply_policy(policy, x0, batch_seed(3, 1, 0)))
+
+
+def test_mix_up_blends_images_and_targets_with_the_same_pairs_and_weights():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 255, (8, 5, 6, 3)).astype(np.float32)
+    eye = np.eye(8, dtype=np.float32)  # one class per image: the mixed targets say who was mixed
+    mixed, y = mix_up(x, eye, alpha=1.0, seed=11)
+    np.testing.assert_allclose(y.sum(1), 1.0, rtol=1e-6)
+    assert (y.max(1) < 0.99).sum() >= 4  # alpha 1: most images are real blends
+    # each image is the same blend of the batch as its target
+    np.testing.assert_allclose(mixed.reshape(8, -1), y @ x.reshape(8, -1), rtol=1e-4, atol=1e-3)
+    again, y_again = mix_up(x, eye, alpha=1.0, seed=11)
+    np.testing.assert_array_equal(again, mixed)
+    assert not np.array_equal(mix_up(x, eye, alpha=1.0, seed=12)[1], y)
+    # multi-task targets: every output mixed with the same pairs and weights
+    _, both = mix_up(x, {"cell_type": eye, "aux": eye[:, ::-1].copy()}, alpha=1.0, seed=11)
+    np.testing.assert_allclose(both["cell_type"], y, rtol=1e-6)
+    np.testing.assert_allclose(both["aux"], y[:, ::-1], rtol=1e-6)
+
+
+def test_loader_mixes_up_training_batches_only_when_asked(data):
+    root, m = data
+    plain = ManifestLoader(m.frame, root, (24, 32), batch_size=12, shuffle=True, seed=3)
+    mixing = ManifestLoader(m.frame, root, (24, 32), batch_size=12, shuffle=True, seed=3, mixup=0.4)
+    (x0, y0), (x1, y1) = plain[0], mixing[0]
+    assert set(np.unique(y0)) == {0.0, 1.0}
+    assert x1.dtype == np.float32 and x1.shape == x0.shape
+    np.testing.assert_allclose(y1.sum(1), 1.0, rtol=1e-6)
+    assert (y1.max(1) < 0.999).any() and not np.array_equal(x1, x0)
+    # each row keeps some of its own label (a Beta weight is never 0) and at most one other
+    assert (y1[np.arange(12), y0.argmax(1)] > 0).all() and ((y1 > 0).sum(1) <= 2).all()
+    np.testing.assert_array_equal(ManifestLoader(m.frame, root, (24, 32), batch_size=12, shuffle=True,
+                                                 seed=3, mixup=0.4)[0][0], x1)  # seeded
 
 
 def test_cache_dir_holds_resized_pixels(data, tmp_path):

@@ -290,6 +290,8 @@ def test_cosine_schedule_precise_bn_and_nucleus_crop(demo, tmp_path):
     (dict(nucleus_crop=1.5), "--nucleus-crop 1.5: expected a fraction"),
     (dict(nucleus_crop=0.8, image_size="native"), "--image-size native with --nucleus-crop"),
     (dict(precise_bn=-1), "--precise-bn -1"),
+    (dict(mixup=-0.2), "--mixup -0.2: expected a Beta alpha > 0"),
+    (dict(mixup=0.2, freeze_backbone=True, cache_features=True), "--mixup with --cache-features"),
 ])
 def test_bad_recipe_options_are_one_line_errors(demo, tmp_path, change, message):
     with pytest.raises(LeukonetError, match=message):
