@@ -65,7 +65,8 @@ from leukonet.config import FitConfig
 """ + _PREPARE + """
 m = build_model(FitConfig(backbone="resnet18", head="conv", weights="none"), 3, (32, 32))
 assert m.predict(np.zeros((2, 32, 32, 3)), verbose=0).shape == (2, 3)
-run = leukonet.fit(run_dir="run", precise_bn=2, lr_schedule="cosine", nucleus_crop=0.9, **common)
+run = leukonet.fit(run_dir="run", precise_bn=2, lr_schedule="cosine", nucleus_crop=0.9, mixup=0.2,
+                   **common)
 again = leukonet.load_run("run").model
 x = np.random.default_rng(0).uniform(0, 255, (2, 30, 40, 3)).astype("float32")
 np.testing.assert_allclose(again.predict(x, verbose=0), run.model.predict(x, verbose=0), rtol=1e-5)
