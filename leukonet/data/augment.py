@@ -41,7 +41,7 @@ def apply_policy(policy, images: np.ndarray, seed: int) -> np.ndarray:
     the same transformations from the same seeds, equal to 0.02 of a grey level."""
     if not policy:
         return images.astype(np.float32)
-    seeds = [(int(seed) * 31 + k) % (2**31 - 1) for k in range(len(policy))]
+    seeds = [_layer_seed(seed, k) for k in range(len(policy))]
     if fused_augment.cv2 is not None and all(hasattr(layer, "transform_one") for layer in policy):
         return _apply_opencv(policy, images, seeds)
     return _apply_keras(policy, images, seeds)
@@ -93,6 +93,11 @@ def _apply_keras(policy, images, seeds):
     return np.clip(out, 0, 255, out=out) if out.flags.writeable else np.clip(out, 0, 255)
 
 
+def _layer_seed(seed, k):
+    """The seed of the ``k``-th random layer run on a batch of seed ``seed``."""
+    return (int(seed) * 31 + k) % (2**31 - 1)
+
+
 def batch_seed(seed, epoch, index):
     """A 31-bit seed unique to (run seed, epoch, batch)."""
     return int(np.random.SeedSequence([seed, epoch, index]).generate_state(1)[0] >> 1)
@@ -103,9 +108,8 @@ def mix_up(images: np.ndarray, targets, alpha: float, seed: int):
     ``keras.layers.MixUp``: one Beta(alpha, alpha) weight per image, the same weights and
     pairs for the images and every target (a dict of them for multi-task models)."""
     layer = _mixup_layer(float(alpha))
-    # its own seed, not the policy's: the pairs must not follow the geometry's draws
-    t = layer.get_random_transformation({"images": images}, training=True,
-                                        seed=(int(seed) * 31 + 7) % (2**31 - 1))
+    # its own seed, not a policy layer's (at most 2): the pairs must not follow their draws
+    t = layer.get_random_transformation({"images": images}, training=True, seed=_layer_seed(seed, 7))
     mixed = np.asarray(ops.convert_to_numpy(layer.transform_images(images, t)), np.float32)
 
     def mix(y):
