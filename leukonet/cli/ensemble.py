@@ -5,7 +5,8 @@ def add_parser(sub):
     p = sub.add_parser("ensemble", help="combine finished runs into one averaged model",
                        description="The new run directory's model.keras averages the runs' class "
                        "probabilities; evaluate, predict, export and report take it like any run. "
-                       "The runs must share classes, input size and --nucleus-crop.")
+                       "The runs must share classes; members with another input size or --nucleus-crop "
+                       "get their own model input, fed by evaluate and predict.")
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="two or more finished runs")
     p.add_argument("--out", "-o", required=True, help="the ensemble's run directory")
     p.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")

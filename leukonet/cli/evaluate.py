@@ -80,13 +80,13 @@ def evaluate(args):
 def predict(args):
     from leukonet import io
     from leukonet.config import parse_size
+    from leukonet.data.views import run_views, view
     from leukonet.evaluate.predict import differential_count, predict_with
 
     p = Path(args.model)
     if p.is_dir():
         run = _run(p)
-        model, classes, size = run.model, run.classes, run.config.image_size
-        crop = run.config.nucleus_crop
+        model, classes, views = run.model, run.classes, run_views(run.config)
     else:
         import json
 
@@ -98,10 +98,12 @@ def predict(args):
         classes = (json.loads(sidecar.read_text())["classes"] if sidecar.is_file()
                    else [f"class_{i}" for i in range(n or 0)])
         size = parse_size(args.image_size) if args.image_size else list(model.input_shape[1:3])
-        crop = args.nucleus_crop or 0.0
-    table = predict_with(model, classes, size, images=args.images, manifest=args.manifest,
-                         data_root=args.data_root, tta=args.tta, min_confidence=args.min_confidence,
-                         nucleus_crop=crop)
+        if len(model.inputs) > 1:
+            raise LeukonetError(f"{p}: an ensemble of members that read images differently; give "
+                                "its run directory, whose config.json says how each input is read")
+        views = [view(size, args.nucleus_crop or 0.0)]
+    table = predict_with(model, classes, views, images=args.images, manifest=args.manifest,
+                         data_root=args.data_root, tta=args.tta, min_confidence=args.min_confidence)
     out = Path(args.output)
     io.write_csv(out, table)
     counts = differential_count(table, classes)

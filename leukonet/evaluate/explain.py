@@ -3,17 +3,22 @@ from pathlib import Path
 
 import numpy as np
 
+from leukonet.errors import LeukonetError
 from leukonet.evaluate import plots
 from leukonet.evaluate.gradcam import gradcam_for, overlay
 from leukonet.evaluate.predict import collect_images, frame_for_files
 
 
-def explain(model, classes, image_size, images, out_dir=None, nucleus_crop=0.0):
-    from leukonet.data.loader import ManifestLoader
+def explain(model, classes, views, images, out_dir=None):
+    """``views``: how the model reads an image (``leukonet.data.views``); one view only."""
+    from leukonet.data.views import loader_for
 
+    if len(views) > 1:
+        raise LeukonetError(f"Grad-CAM averages an ensemble's member maps, which needs the members to "
+                            f"read images alike; these read {len(views)} views (input size, nucleus "
+                            "crop): explain each member run instead")
     root, frame = frame_for_files(collect_images(images))
-    loader = ManifestLoader(frame, root, image_size, batch_size=8, skip_bad_images=True, workers=1,
-                            nucleus_crop=nucleus_crop)
+    loader = loader_for(views, frame, root, batch_size=8, skip_bad_images=True, workers=1)
     cam = gradcam_for(model)
     pics, caps, written = [], [], []
     for b in range(len(loader)):

@@ -21,8 +21,10 @@ def export(run, fmt, out=None):
     model = run.model
     import numpy as np
 
-    # Keras' exporters trace a model that has been called at least once.
-    model(np.zeros((1, *model.input_shape[1:]), np.float32))
+    # Keras' exporters trace a model that has been called at least once (an ensemble of
+    # members that read images differently has one input per view).
+    zeros = [np.zeros((1, *i.shape[1:]), np.float32) for i in model.inputs]
+    model(zeros if len(zeros) > 1 else zeros[0])
     suffix = {"keras": ".keras", "tflite": ".tflite", "onnx": ".onnx", "saved_model": ""}[fmt]
     out = Path(out) if out else Path(run.path) / "export" / f"model{suffix or '_saved_model'}"
     if fmt == "keras":

@@ -25,26 +25,28 @@ def tta_views(x, n, seed=0):
 
 def run_loader(config, frame, num_classes, data_root=None, batch_size=None, workers=None,
                cache_dir=None):
-    """A ManifestLoader feeding ``frame`` to a model of run config ``config``: the run's
-    input size and nucleus crop, unshuffled and unaugmented, unreadable images skipped (and
+    """A loader feeding ``frame`` to a model of run config ``config``: the run's views (input
+    size and nucleus crop), unshuffled and unaugmented, unreadable images skipped (and
     counted in ``loader.bad``). Unset arguments come from the config (the cache excepted)."""
-    from leukonet.data.loader import ManifestLoader
+    from leukonet.data.views import loader_for, run_views
 
-    return ManifestLoader(frame, data_root or config.data_root, config.image_size,
-                          batch_size or config.batch_size, num_classes=num_classes,
-                          skip_bad_images=True, workers=workers or config.workers,
-                          nucleus_crop=config.nucleus_crop, cache_dir=cache_dir)
+    return loader_for(run_views(config), frame, data_root or config.data_root,
+                      batch_size or config.batch_size, num_classes=num_classes,
+                      skip_bad_images=True, workers=workers or config.workers, cache_dir=cache_dir)
 
 
 def predict_loader(model, loader, tta=0):
-    """Probabilities for each readable row of a ManifestLoader: (rows, proba[, aux])."""
+    """Probabilities for each readable row of a ManifestLoader (or a MultiViewLoader, whose
+    batches are one array per model input): (rows, proba[, aux])."""
     rows, probs = [], []
     for b in range(len(loader)):
         x, keep = loader.load_batch(b)
-        if not len(x):
+        if not len(keep):
             continue
-        x = x.astype(np.float32)
-        outs = [model.predict_on_batch(v) for v in tta_views(x, tta or 1, seed=b * 1000)]
+        inputs = [v.astype(np.float32) for v in (x if isinstance(x, list) else [x])]
+        # TTA view t of every input alike (the same flips, the same seeded rotation)
+        augmented = zip(*(tta_views(v, tta or 1, seed=b * 1000) for v in inputs))
+        outs = [model.predict_on_batch(list(v) if len(v) > 1 else v[0]) for v in augmented]
         probs.append(_average(outs))
         rows.append(keep)
     if not rows:
@@ -116,11 +118,12 @@ def differential_count(table, classes):
     return out
 
 
-def predict_with(model, classes, image_size, images=None, manifest=None, data_root=None, tta=0,
-                 min_confidence=0.0, batch_size=32, nucleus_crop=0.0):
-    """Predictions table for loose images/folders or a manifest (+ data root)."""
-    from leukonet.data.loader import ManifestLoader
+def predict_with(model, classes, views, images=None, manifest=None, data_root=None, tta=0,
+                 min_confidence=0.0, batch_size=32):
+    """Predictions table for loose images/folders or a manifest (+ data root); ``views``:
+    the (input size, nucleus crop) of each model input (``leukonet.data.views``)."""
     from leukonet.data.manifest import Manifest
+    from leukonet.data.views import loader_for
 
     if manifest is not None:
         if data_root is None:
@@ -131,8 +134,8 @@ def predict_with(model, classes, image_size, images=None, manifest=None, data_ro
         root, frame = frame_for_files(collect_images(images))
     else:
         raise LeukonetError("nothing to predict: give images, folders or --manifest")
-    loader = ManifestLoader(frame, root, image_size, batch_size, num_classes=len(classes),
-                            skip_bad_images=True, workers=1, nucleus_crop=nucleus_crop)
+    loader = loader_for(views, frame, root, batch_size, num_classes=len(classes),
+                        skip_bad_images=True, workers=1)
     rows, proba = predict_loader(model, loader, tta=tta)
     if isinstance(proba, dict):
         proba = proba["cell_type"]

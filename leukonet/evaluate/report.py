@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from leukonet import io
+from leukonet.errors import LeukonetError
 from leukonet.evaluate import plots
 
 SECTIONS = ("Configuration", "Data", "Curves", "Metrics", "Confusion matrix", "Calibration",
@@ -78,11 +79,12 @@ def report(run, out=None, gradcam_images=6):
 
 
 def _gradcam(run, val, n):
-    from leukonet.evaluate.explain import explain
-
     root = Path(run.config.data_root or "")
     files = [root / p for p in val.frame["path"].head(n)]
     files = [f for f in files if f.is_file()]
     if not files:
         return f"<p>validation images not found under {html.escape(str(root))}</p>"
-    return _img(explain(run.model, run.classes, run.config.image_size, files))
+    try:
+        return _img(run.explain(files))  # the run's own input size and nucleus crop
+    except LeukonetError as e:  # an ensemble whose members read images differently
+        return f"<p>{html.escape(str(e))}</p>"

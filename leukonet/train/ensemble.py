@@ -6,7 +6,10 @@ finished members and resumes the interrupted one), then combines them;
 ``leukonet ensemble RUN RUN ... --out DIR`` combines runs that are already finished. The
 result is a run directory like any other, whose ``model.keras`` averages the members'
 probabilities (``leukonet.models.ensemble``): evaluate, predict, export and report work on
-it unchanged, and Grad-CAM averages the members' maps.
+it unchanged, and Grad-CAM averages the members' maps. Members may read images differently
+(input size, nucleus crop): the ensemble model then takes one input per view and its
+loaders feed each (``leukonet.data.views``); Grad-CAM is refused for such an ensemble,
+whose members' maps lie on different pixels.
 
 Why: a from-scratch model on blood-cells moves by several points of validation accuracy
 from epoch to epoch and seed to seed (benchmarks/results/accuracy_cpu.md); averaging
@@ -19,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from leukonet import io
+from leukonet.data.views import run_views, views_extra
 from leukonet.errors import LeukonetError
 from leukonet.train.run import Run, RunDir
 
@@ -66,8 +70,8 @@ def train_member(member_config, what, verbose):
 
 
 def ensemble(runs, out, overwrite=False) -> Run:
-    """An ensemble run in ``out`` from finished runs with the same classes, input size and
-    nucleus crop (any backbones)."""
+    """An ensemble run in ``out`` from finished runs with the same classes (any backbones,
+    input sizes and nucleus crops)."""
     if len(runs) < 2:
         raise LeukonetError("an ensemble needs at least two runs")
     run_dir = RunDir(out)
@@ -94,7 +98,7 @@ def _stored_path(run_dir, path):
 
 
 def _finished(paths):
-    """The runs at ``paths``, checked to be finished single-task runs that read images alike."""
+    """The runs at ``paths``, checked to be finished single-task runs with the same classes."""
     runs = [Run(p) for p in paths]
     first = runs[0]
     for run in runs:
@@ -107,11 +111,6 @@ def _finished(paths):
         if run.config.multitask:
             raise LeukonetError(f"{run.path}: a multi-task run; an ensemble averages the cell-type "
                                 "output of single-task runs only")
-        for key, what in (("image_size", "input size"), ("nucleus_crop", "--nucleus-crop")):
-            mine, theirs = getattr(run.config, key), getattr(first.config, key)
-            if mine != theirs:
-                raise LeukonetError(f"{run.path}: {what} {mine} differs from {first.path}'s {theirs}; "
-                                    "the members must read images the same way")
         if run.classes != first.classes:
             raise LeukonetError(f"{run.path}: classes {', '.join(run.classes)} differ from "
                                 f"{first.path}'s ({', '.join(first.classes)})")
@@ -125,14 +124,19 @@ def _combine(runs, run_dir, scores=None) -> Run:
     from leukonet.models.ensemble import build_ensemble_model
 
     start = time.perf_counter()
-    model = build_ensemble_model([r.model for r in runs])
+    member_views = [run_views(r.config)[0] for r in runs]
+    views = list(dict.fromkeys(member_views))  # distinct, in the members' order
+    model = build_ensemble_model([r.model for r in runs], [views.index(v) for v in member_views])
     listed = [dict(path=_stored_path(run_dir, r.path), backbone=r.config.backbone, seed=r.config.seed,
-                   val_accuracy=r.metrics.get("val_accuracy")) for r in runs]
+                   image_size=list(v[0]), nucleus_crop=v[1], val_accuracy=r.metrics.get("val_accuracy"))
+              for r, v in zip(runs, member_views)]
     base = Run(run_dir.path).config if run_dir.config.is_file() else runs[0].config
-    config = base.replace(image_size=list(runs[0].config.image_size),
-                          nucleus_crop=runs[0].config.nucleus_crop, run_dir=str(run_dir.path),
-                          ensemble=len(runs), overwrite=False,
-                          extra={**base.extra, "ensemble_members": listed})
+    extra = {k: v for k, v in base.extra.items() if k != "views"}
+    extra["ensemble_members"] = listed
+    if len(views) > 1:
+        extra["views"] = views_extra(views)
+    config = base.replace(image_size=list(views[0][0]), nucleus_crop=views[0][1],
+                          run_dir=str(run_dir.path), ensemble=len(runs), overwrite=False, extra=extra)
     io.write_json(run_dir.config, config.to_dict())
     for name in _COPIED:
         if (runs[0].path / name).is_file():
@@ -143,7 +147,7 @@ def _combine(runs, run_dir, scores=None) -> Run:
     metrics = dict(members=listed, train_images=runs[0].metrics.get("train_images"),
                    epochs_run=sum(r.metrics.get("epochs_run") or 0 for r in runs),
                    train_seconds=round(sum(r.metrics.get("train_seconds", 0.0) for r in runs), 1))
-    metrics.update(_validation(runs, model) if scores is None else scores)
+    metrics.update(_validation(runs, model, views) if scores is None else scores)
     metrics["combine_seconds"] = round(time.perf_counter() - start, 1)
     io.write_json(run_dir.metrics, metrics)
     if scores is None and "val_accuracy" in metrics:
@@ -153,7 +157,7 @@ def _combine(runs, run_dir, scores=None) -> Run:
     return Run(run_dir.path)
 
 
-def _validation(runs, model):
+def _validation(runs, model, views):
     """The ensemble's validation accuracy and loss, when every member was validated on the
     same rows (otherwise one member's validation images may be another's training images)."""
     import keras
@@ -166,7 +170,7 @@ def _validation(runs, model):
         log.warning("warning: the members were validated on different rows, so the ensemble has "
                     "no validation score; evaluate it on a test manifest")
         return {}
-    config = runs[0].config
+    config = runs[0].config.replace(extra=dict(views=views_extra(views)))
     if not config.data_root or not Path(config.data_root).is_dir():
         log.warning("warning: data root %s not found, so the ensemble has no validation score",
                     config.data_root)

@@ -123,16 +123,19 @@ class Run:
         """A DataFrame: one row per image with the predicted label and probabilities."""
         from leukonet.evaluate.predict import predict_with
 
-        return predict_with(self.model, self.classes, self.config.image_size, images=images,
+        from leukonet.data.views import run_views
+
+        return predict_with(self.model, self.classes, run_views(self.config), images=images,
                             manifest=manifest, data_root=data_root, tta=tta,
-                            min_confidence=min_confidence, nucleus_crop=self.config.nucleus_crop)
+                            min_confidence=min_confidence)
 
     def explain(self, images, out_dir=None):
         """Grad-CAM overlays; returns the figure (and writes PNGs to out_dir if given)."""
         from leukonet.evaluate.explain import explain
 
-        return explain(self.model, self.classes, self.config.image_size, images, out_dir,
-                       nucleus_crop=self.config.nucleus_crop)
+        from leukonet.data.views import run_views
+
+        return explain(self.model, self.classes, run_views(self.config), images, out_dir)
 
     def export(self, format="keras", out=None):
         from leukonet.evaluate.export import export

@@ -103,10 +103,6 @@ def test_cli_ensemble_combines_runs_and_refuses_mismatches(demo, tmp_path, capsy
     # a resume of a combined ensemble just combines again
     assert leukonet.fit(resume=str(tmp_path / "c")).metrics["val_accuracy"] == pytest.approx(
         run.metrics["val_accuracy"])
-    small = leukonet.fit(config.replace(image_size=[24, 32], epochs=1, run_dir=str(tmp_path / "small")))
-    with pytest.raises(LeukonetError, match=r"small: input size \[24, 32\] differs"):
-        leukonet.ensemble([a, small.path], tmp_path / "bad")
-    assert not (tmp_path / "bad").exists()
     with pytest.raises(LeukonetError, match="already an ensemble"):
         leukonet.ensemble([run.path, a], tmp_path / "bad")
     with pytest.raises(LeukonetError, match="at least two runs"):
@@ -153,3 +149,68 @@ def test_runs_that_cannot_be_averaged_are_refused_by_name(demo, tmp_path):
     with pytest.raises(LeukonetError, match=r"multitask: a multi-task run"):
         leukonet.ensemble([a, multitask], tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_members_that_read_images_differently_get_one_input_per_view(demo, tmp_path):
+    """A member at another size with a nucleus crop: the ensemble takes both views, and
+    evaluate / predict / TTA / export / resume feed each member its own."""
+    from leukonet.data.loader import ManifestLoader
+    from leukonet.evaluate.predict import predict_loader, tta_views
+
+    base, root, config, run = demo
+    a, b = run.path / "members" / "0", run.path / "members" / "1"
+    cropped = leukonet.fit(config.replace(image_size=[24, 24], nucleus_crop=0.8, epochs=1,
+                                          run_dir=str(tmp_path / "cropped")))
+    mixed = leukonet.ensemble([a, cropped.path, b], tmp_path / "mixed")
+    assert [tuple(i.shape[1:]) for i in mixed.model.inputs] == [(30, 40, 3), (24, 24, 3)]
+    assert mixed.config.extra["views"] == [dict(image_size=[30, 40], nucleus_crop=0.0),
+                                           dict(image_size=[24, 24], nucleus_crop=0.8)]
+    assert mixed.config.image_size == [30, 40]
+    frame = pd.read_csv(base / "test.csv")
+    plain = ManifestLoader(frame, root, (30, 40), 64, num_classes=4)
+    crop = ManifestLoader(frame, root, (24, 24), 64, num_classes=4, nucleus_crop=0.8)
+    x, rows = plain.load_batch(0)
+    xc, _ = crop.load_batch(0)
+    members = [leukonet.load_run(p).model for p in (a, b)]
+    expected = np.mean([members[0].predict_on_batch(x.astype(np.float32)),
+                        cropped.model.predict_on_batch(xc.astype(np.float32)),
+                        members[1].predict_on_batch(x.astype(np.float32))], axis=0)
+    ev = mixed.evaluate(base / "test.csv", root, figures=True)
+    got = pd.read_csv(ev.dir / "predictions.csv")
+    np.testing.assert_allclose(got[[f"p_{c}" for c in mixed.classes]].to_numpy()[:len(rows)],
+                               expected, atol=1e-5)
+    assert ev.metrics["images"] == len(frame)
+    # TTA flips every view alike
+    views = [tta_views(v.astype(np.float32), 2) for v in (x, xc)]
+    flipped = np.mean([mixed.model.predict_on_batch([views[0][t], views[1][t]]) for t in (0, 1)], axis=0)
+    _, proba = predict_loader(mixed.model, mixed_loader := _loader_of(mixed, frame, root), tta=2)
+    assert len(mixed_loader.loaders) == 2
+    np.testing.assert_allclose(proba[:len(rows)], flipped, atol=1e-5)
+    # predict on loose files; the ensemble's validation is its own
+    files = sorted(root.rglob("*.png"))[:3]
+    table = mixed.predict(files)
+    assert len(table) == 3 and set(table["predicted"]) <= set(mixed.classes)
+    assert 0 <= mixed.metrics["val_accuracy"] <= 1 and mixed.metrics["val_images"] == len(
+        pd.read_csv(base / "val.csv"))
+    # exported and reloaded it takes both inputs; a resume combines again, views and all
+    out = mixed.export("keras", tmp_path / "mixed.keras")
+    np.testing.assert_allclose(load_model(out).predict_on_batch([x.astype(np.float32), xc.astype(np.float32)]),
+                               expected, atol=1e-5)
+    again = leukonet.fit(resume=str(tmp_path / "mixed"))
+    assert again.config.extra["views"] == mixed.config.extra["views"]
+    # Grad-CAM cannot average maps of different pixels: refused in one line
+    with pytest.raises(LeukonetError, match="read 2 views.*explain each member run"):
+        mixed.explain(files)
+    from leukonet.evaluate.report import report
+
+    page = report(mixed).read_text()
+    assert "<h2>Grad-CAM</h2><p>Grad-CAM averages" in page and "explain each member run" in page
+    # a bare model file of such an ensemble has no views to read by
+    assert main(["predict", str(tmp_path / "mixed" / "model.keras"), *map(str, files),
+                 "--output", str(tmp_path / "p.csv")]) == 2
+
+
+def _loader_of(run, frame, root):
+    from leukonet.evaluate.predict import run_loader
+
+    return run_loader(run.config, frame, len(run.classes), root, 64)
