@@ -73,7 +73,12 @@ np.testing.assert_allclose(again.predict(x, verbose=0), run.model.predict(x, ver
 ev = run.evaluate("test.csv", "data", figures=False)
 table = run.predict(images=["data/TEST"])
 fig = run.explain(sorted(__import__("glob").glob("data/TEST/*/*.png"))[:2])
-print("JAX OK", ev.metrics["accuracy"], len(table))
+# an ensemble of members that read images differently (the crop run and a plain 24x32 one)
+plain = leukonet.fit(run_dir="plain", **{**common, "image_size": [24, 32]})
+both = leukonet.ensemble(["run", "plain"], out="both")
+assert len(both.model.inputs) == 2
+both_ev = both.evaluate("test.csv", "data", figures=False, tta=2)
+print("JAX OK", ev.metrics["accuracy"], len(table), both_ev.metrics["images"])
 """
     out = _child(script, tmp_path, env={"KERAS_BACKEND": "jax"})
     assert "JAX OK" in out
