@@ -57,12 +57,8 @@ class MultiViewLoader(keras.utils.PyDataset):
         super().__init__(workers=workers, use_multiprocessing=False)
         if kwargs.get("shuffle") or kwargs.get("policy") or kwargs.get("mixup"):
             raise ValueError("MultiViewLoader reads rows in order, unaugmented")
-        self.views = list(views)
         self.loaders = [ManifestLoader(frame, root, size, batch_size, nucleus_crop=fraction,
-                                       workers=workers, **kwargs) for size, fraction in self.views]
-        first = self.loaders[0]
-        self.paths, self.labels, self.batch_size = first.paths, first.labels, first.batch_size
-        self.image_size, self.nucleus_crop = first.image_size, first.nucleus_crop
+                                       workers=workers, **kwargs) for size, fraction in views]
 
     @property
     def bad(self):

@@ -147,7 +147,7 @@ def _combine(runs, run_dir, scores=None) -> Run:
     metrics = dict(members=listed, train_images=runs[0].metrics.get("train_images"),
                    epochs_run=sum(r.metrics.get("epochs_run") or 0 for r in runs),
                    train_seconds=round(sum(r.metrics.get("train_seconds", 0.0) for r in runs), 1))
-    metrics.update(_validation(runs, model, views) if scores is None else scores)
+    metrics.update(_validation(runs, model, config) if scores is None else scores)
     metrics["combine_seconds"] = round(time.perf_counter() - start, 1)
     io.write_json(run_dir.metrics, metrics)
     if scores is None and "val_accuracy" in metrics:
@@ -157,9 +157,10 @@ def _combine(runs, run_dir, scores=None) -> Run:
     return Run(run_dir.path)
 
 
-def _validation(runs, model, views):
-    """The ensemble's validation accuracy and loss, when every member was validated on the
-    same rows (otherwise one member's validation images may be another's training images)."""
+def _validation(runs, model, config):
+    """The ensemble's validation accuracy and loss (``config``: the ensemble's, its views
+    included), when every member was validated on the same rows (otherwise one member's
+    validation images may be another's training images)."""
     import keras
     import pandas as pd
 
@@ -170,7 +171,6 @@ def _validation(runs, model, views):
         log.warning("warning: the members were validated on different rows, so the ensemble has "
                     "no validation score; evaluate it on a test manifest")
         return {}
-    config = runs[0].config.replace(extra=dict(views=views_extra(views)))
     if not config.data_root or not Path(config.data_root).is_dir():
         log.warning("warning: data root %s not found, so the ensemble has no validation score",
                     config.data_root)
