@@ -25,6 +25,7 @@ _API = {
     "load_model": "leukonet.train.run",
     "Run": "leukonet.train.run",
     "list_backbones": "leukonet.models.registry",
+    "compare": "leukonet.evaluate.compare",
 }
 
 __all__ = sorted(_API) + ["__version__"]

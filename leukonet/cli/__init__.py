@@ -11,7 +11,7 @@ from leukonet import __version__
 from leukonet.errors import LeukonetError
 
 # Imported lazily so `leukonet manifest ...` never pays for importing TensorFlow.
-_SUBCOMMANDS = ["manifest", "demo_data", "fit", "backbones", "augment_preview", "evaluate", "ensemble", "ablate"]
+_SUBCOMMANDS = ["manifest", "demo_data", "fit", "backbones", "augment_preview", "evaluate", "ensemble", "ablate", "compare"]
 
 
 def build_parser() -> argparse.ArgumentParser:

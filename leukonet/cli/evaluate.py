@@ -11,6 +11,8 @@ def add_parser(sub):
     e.add_argument("--manifest", required=True)
     e.add_argument("--data-root", required=True)
     e.add_argument("--tta", type=int, default=0, help="average N flipped/rotated views")
+    e.add_argument("-o", "--out", help="folder for the results (default RUN/eval/<manifest name>; "
+                   "e.g. RUN/eval/test-tta4 to keep the plain evaluation for `leukonet compare`)")
     e.set_defaults(func=evaluate)
 
     p = sub.add_parser("predict", help="predict images, folders or a manifest; differential count")
@@ -57,7 +59,7 @@ def _run(path):
 
 
 def evaluate(args):
-    ev = _run(args.run).evaluate(args.manifest, args.data_root, tta=args.tta)
+    ev = _run(args.run).evaluate(args.manifest, args.data_root, tta=args.tta, out_dir=args.out)
     m = ev.metrics
     print(ev.tables["per_class"].round(4).to_string())
     print(f"accuracy {m['accuracy']:.4f}  balanced {m['balanced_accuracy']:.4f}  macro-F1 "

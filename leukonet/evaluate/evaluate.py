@@ -73,6 +73,9 @@ def evaluate(run, manifest, data_root, tta=0, batch_size=None, figures=True, out
     out = Path(out_dir) if out_dir else Path(run.path) / "eval" / Path(manifest).stem
     predictions = predictions_table(frame["path"].to_numpy()[rows], proba, classes, loader.bad)
     predictions.insert(1, "label", list(frame["label"].to_numpy()[rows]) + [""] * len(loader.bad))
+    if has_groups:  # lets `leukonet compare` pair two evaluations family by family
+        group_of = dict(zip(frame["path"], frame["group"].astype(str)))
+        predictions.insert(2, "group", predictions["path"].map(group_of).fillna(""))
     io.write_json(out / "metrics.json", result)
     io.write_csv(out / "predictions.csv", predictions)
     for name in ("per_class", "confusion", "confusion_normalised"):

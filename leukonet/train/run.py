@@ -113,11 +113,12 @@ class Run:
 
         return run_classes(self.path)
 
-    def evaluate(self, manifest, data_root, tta=0, figures=True):
-        """Metrics, tables and figures (matplotlib, shown inline in a notebook)."""
+    def evaluate(self, manifest, data_root, tta=0, figures=True, out_dir=None):
+        """Metrics, tables and figures (matplotlib, shown inline in a notebook), written to
+        ``out_dir`` (default ``RUN/eval/<manifest name>/``)."""
         from leukonet.evaluate.evaluate import evaluate
 
-        return evaluate(self, manifest, data_root, tta=tta, figures=figures)
+        return evaluate(self, manifest, data_root, tta=tta, figures=figures, out_dir=out_dir)
 
     def predict(self, images=None, manifest=None, data_root=None, tta=0, min_confidence=0.0):
         """A DataFrame: one row per image with the predicted label and probabilities."""

@@ -44,6 +44,30 @@ def test_evaluate_writes_metrics_tables_and_figures(run):
     assert families["correct"].sum() == (predictions["predicted"] == predictions["label"]).sum()
     low, high = saved["by_family"]["accuracy_ci95_over_families"]
     assert low <= ev.metrics["accuracy"] <= high
+    # each prediction names its family, so `leukonet compare` can pair evaluations by family
+    by_path = test.set_index("path")["group"].astype(str)
+    assert list(predictions["group"].astype(str)) == list(by_path[predictions["path"]])
+
+
+def test_compare_pairs_an_evaluation_with_another_of_the_same_manifest(run, tmp_path, capsys):
+    r, base, root = run
+    plain = r.evaluate(base / "test.csv", root, out_dir=tmp_path / "plain", figures=False)
+    assert main(["evaluate", str(r.path), "--manifest", str(base / "test.csv"), "--data-root", str(root),
+                 "--tta", "4", "--out", str(tmp_path / "tta")]) == 0
+    tta = json.loads((tmp_path / "tta" / "metrics.json").read_text())
+    assert tta["tta"] == 4
+    out = tmp_path / "compare.json"
+    assert main(["compare", str(tmp_path / "tta"), str(tmp_path / "plain"), "-o", str(out)]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert result["families"] == pd.read_csv(base / "test.csv")["group"].nunique()
+    assert result["family_source"] == "families of the evaluated manifest"
+    assert result["difference"] == pytest.approx(tta["accuracy"] - plain.metrics["accuracy"])
+    assert result["wrong_in_both"] + result["wrong_only_a"] == round((1 - tta["accuracy"]) * len(pd.read_csv(base / "test.csv")))
+    assert f"{100 * result['difference']:+.2f} points" in printed
+    # a run directory is looked up under eval/<manifest name>
+    assert main(["compare", str(r.path), str(tmp_path / "plain"), "--eval", "nosuch"]) == 2
+    assert "run `leukonet evaluate" in capsys.readouterr().err
 
 
 def test_evaluate_rejects_unknown_classes(run, tmp_path):
