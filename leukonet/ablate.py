@@ -3,7 +3,9 @@
 ``ablate(base_config, grid, out)`` expands the grid (cartesian product, or the values in
 step with ``zip=True``), runs every unfinished cell in a child process (so each cell's
 peak memory is its own, and a crash in one cell cannot take the others down), evaluates
-it on the test manifest when one is given, and writes ``ablation.csv`` and a plot.
+it on the test manifest when one is given (each cell's difference from the first, paired
+over the manifest's families as ``leukonet compare`` does), and writes ``ablation.csv``
+and a plot.
 Finished cells (those with a ``metrics.json``) are skipped, so a killed ablation resumes.
 """
 import dataclasses
@@ -164,6 +166,8 @@ def ablate(base, grid, out, zip_axes=False, test_manifest=None, overwrite=False,
             log(f"[{i + 1}/{len(cells)}] {_describe(cell)} -> {run_dir}")
             row.update(_run_cell(base, cell, run_dir, out, test_manifest))
         row.update(_collect(run_dir, test_manifest))
+        if test_manifest and i > 0:
+            row.update(_against_first(out / cell_name(0, cells[0]), run_dir, test_manifest))
         rows.append(row)
         table = pd.DataFrame(rows)
         io.write_csv(out / "ablation.csv", table)  # after every cell: a kill loses nothing
@@ -243,6 +247,24 @@ def _collect(run_dir, test_manifest):
             m = json.loads(t.read_text())
             row.update(test_accuracy=m["accuracy"], test_balanced_accuracy=m["balanced_accuracy"])
     return row
+
+
+def _against_first(first_dir, run_dir, test_manifest):
+    """The cell's test accuracy minus the first cell's, paired image by image, with a 95 %
+    interval over the test manifest's families (``leukonet compare``); blank when either
+    cell has no evaluation."""
+    from leukonet.evaluate.compare import compare
+
+    name = Path(test_manifest).stem
+    if not all((d / "eval" / name / "predictions.csv").is_file() for d in (first_dir, run_dir)):
+        return {}
+    try:
+        r = compare(run_dir, first_dir, eval_name=name)
+    except LeukonetError:
+        return {}
+    low, high = r.get("difference_ci95", [None, None])
+    return dict(test_minus_first=r["difference"], test_minus_first_ci95_low=low,
+                test_minus_first_ci95_high=high)
 
 
 def summarise(table, axes):

@@ -49,25 +49,30 @@ def test_ablation_runs_records_failures_and_resumes(tmp_path, capsys):
     base = FitConfig(manifest=str(tmp_path / "train.csv"), val_manifest=str(tmp_path / "val.csv"),
                      data_root=str(root), image_size=[30, 40], backbone="simple_cnn", head="gap",
                      weights="none", epochs=1, batch_size=8, workers=1)
-    grid = parse_grid(["batch_size=8,5000"])  # the second cell fails: larger than the data
+    grid = parse_grid(["batch_size=8,16,5000"])  # the last cell fails: larger than the data
     out = tmp_path / "abl"
     lines = []
     table = ablate(base, grid, out, test_manifest=tmp_path / "test.csv", log=lines.append)
-    assert len(table) == 2
+    assert len(table) == 3
     assert table.loc[0, "error"] == "" and table.loc[0, "test_accuracy"] >= 0
-    assert "larger than the" in table.loc[1, "error"]
+    assert "larger than the" in table.loc[2, "error"]
+    # each cell against the first, paired over the test families, as `leukonet compare`
+    diff = table.loc[1, "test_minus_first"]
+    assert diff == pytest.approx(table.loc[1, "test_accuracy"] - table.loc[0, "test_accuracy"])
+    assert table.loc[1, "test_minus_first_ci95_low"] <= diff <= table.loc[1, "test_minus_first_ci95_high"]
+    assert pd.isna(table.loc[0, "test_minus_first"]) and pd.isna(table.loc[2, "test_minus_first"])
     assert set(pd.read_csv(out / "ablation.csv").columns) >= {
         "cell", "batch_size", "error", "val_accuracy", "test_accuracy", "epochs_run",
         "wall_seconds", "images_per_s", "peak_rss_mib"}
     assert (out / "ablation.png").is_file()
     lines.clear()
     again = ablate(base, grid, out, test_manifest=tmp_path / "test.csv", log=lines.append)
-    assert "finished earlier, skipped" in lines[0] and "skipped" not in lines[1]
+    assert "finished earlier, skipped" in lines[0] and "skipped" in lines[1] and "skipped" not in lines[2]
     assert again.loc[0, "val_accuracy"] == table.loc[0, "val_accuracy"]
     with pytest.raises(LeukonetError, match="another grid"):
         ablate(base, parse_grid(["batch_size=8,16"]), out)
     spec = json.loads((out / "ablation.json").read_text())
-    assert spec["grid"] == {"batch_size": ["8", "5000"]}
+    assert spec["grid"] == {"batch_size": ["8", "16", "5000"]}
     assert main(["ablate", "--grid", "batch_size=8", "--out", str(tmp_path / "dry"), "--dry-run",
                  "--manifest", str(tmp_path / "train.csv")]) == 0
     assert "1 cells" in capsys.readouterr().out and not (tmp_path / "dry").exists()

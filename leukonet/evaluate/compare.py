@@ -22,7 +22,12 @@ def predictions_of(path, eval_name="test"):
     candidates = [p] if p.suffix == ".csv" else [p / "predictions.csv", p / "eval" / eval_name / "predictions.csv"]
     for c in candidates:
         if c.is_file():
-            return c, pd.read_csv(c, keep_default_na=False, dtype={"group": str})
+            table = pd.read_csv(c, keep_default_na=False, dtype={"group": str})
+            missing = [k for k in ("path", "label", "predicted") if k not in table]
+            if missing:
+                raise LeukonetError(f"{c}: no {', '.join(missing)} column(s): not an evaluation's "
+                                    "predictions; make them with `leukonet evaluate RUN --manifest ...`")
+            return c, table
     raise LeukonetError(f"{p}: no predictions.csv (looked for {', '.join(map(str, candidates))}); run "
                         f"`leukonet evaluate {p} --manifest ...` first, or name the evaluation "
                         "with --eval")

@@ -101,6 +101,10 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     pd.DataFrame(dict(path=["x.png"], label=["A"])).to_csv(tmp_path / "flat.csv", index=False)
     assert main(["compare", str(a), str(a), "--manifest", str(tmp_path / "flat.csv")]) == 2
     assert "no `group` column" in capsys.readouterr().err
+    # `leukonet predict` output has no labels to score
+    pd.DataFrame(dict(path=["x.png"], predicted=["A"])).to_csv(tmp_path / "predicted.csv", index=False)
+    assert main(["compare", str(a), str(tmp_path / "predicted.csv")]) == 2
+    assert "no label column(s): not an evaluation's predictions" in capsys.readouterr().err
     assert main(["compare", str(a), str(tmp_path / "nothing")]) == 2
     err = capsys.readouterr().err
     assert "no predictions.csv" in err and len(err.strip().splitlines()) == 1
