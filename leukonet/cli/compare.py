@@ -4,7 +4,7 @@
 def add_parser(sub):
     p = sub.add_parser("compare", help="is run A better than run B on the same images? (paired, by family)",
                        description="Pairs two evaluations of one manifest image by image and "
-                       "gives A's accuracy minus B's with a 95 %% interval from a paired bootstrap "
+                       "gives A's accuracy minus B's with a 95 % interval from a paired bootstrap "
                        "over families (the copies of one cell are right or wrong together), and "
                        "how their errors overlap.")
     p.add_argument("a", metavar="A", help="run directory, evaluation folder, predictions.csv, or the "
@@ -14,8 +14,8 @@ def add_parser(sub):
                    "(the evaluated manifest's file name without .csv; default test)")
     p.add_argument("--manifest", help="take families from this manifest (for evaluations written "
                    "before predictions.csv had a group column)")
-    p.add_argument("--resamples", type=int, default=2000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     p.add_argument("-o", "--output", help="also write the result as JSON here")
     p.set_defaults(func=run)
 
