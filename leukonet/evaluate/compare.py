@@ -9,7 +9,6 @@ over images would be several times too narrow. Without families (a manifest with
 """
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from leukonet.errors import LeukonetError
@@ -71,7 +70,7 @@ def compare(a, b, eval_name="test", manifest=None, resamples=2000, seed=0):
     from the predictions' ``group`` column (``leukonet evaluate`` writes one for manifests
     with families), else from ``manifest``; else each image is its own family.
     """
-    from scipy import stats
+    from leukonet.evaluate.metrics import family_interval
 
     (path_a, pa), (path_b, pb) = predictions_of(a, eval_name), predictions_of(b, eval_name)
     joined = _paired(pa, pb, str(a), str(b))
@@ -93,24 +92,20 @@ def compare(a, b, eval_name="test", manifest=None, resamples=2000, seed=0):
     right_b = joined["predicted_b"] == joined["label_a"]
     per_family = (pd.DataFrame(dict(family=joined["label_a"] + "/" + joined["family"], a=right_a, b=right_b))
                   .groupby("family").agg(images=("a", "size"), a=("a", "sum"), b=("b", "sum")))
-    n = len(joined)
-    out = dict(a=str(a), b=str(b), predictions_a=str(path_a), predictions_b=str(path_b), images=n,
+    mostly = per_family[["a", "b"]].ge(per_family["images"] / 2, axis=0)
+    out = dict(a=str(a), b=str(b), predictions_a=str(path_a), predictions_b=str(path_b), images=len(joined),
                families=int(len(per_family)), family_source=source,
                accuracy_a=float(right_a.mean()), accuracy_b=float(right_b.mean()),
                difference=float(right_a.mean() - right_b.mean()),
                wrong_in_both=int((~right_a & ~right_b).sum()), wrong_only_a=int((~right_a & right_b).sum()),
                wrong_only_b=int((right_a & ~right_b).sum()),
-               families_mostly_right_only_a=int(((per_family["a"] >= per_family["images"] / 2)
-                                                 & (per_family["b"] < per_family["images"] / 2)).sum()),
-               families_mostly_right_only_b=int(((per_family["b"] >= per_family["images"] / 2)
-                                                 & (per_family["a"] < per_family["images"] / 2)).sum()),
+               families_mostly_right_only_a=int((mostly["a"] & ~mostly["b"]).sum()),
+               families_mostly_right_only_b=int((mostly["b"] & ~mostly["a"]).sum()),
                resamples=int(resamples))
     if len(per_family) > 1:
-        ci = stats.bootstrap(tuple(per_family[c].to_numpy(float) for c in ("a", "b", "images")),
-                             lambda x, y, m, axis=-1: (x.sum(axis) - y.sum(axis)) / m.sum(axis),
-                             paired=True, vectorized=True, n_resamples=resamples, method="percentile",
-                             random_state=np.random.default_rng(seed)).confidence_interval
-        out["difference_ci95"] = [float(ci.low), float(ci.high)]
+        out["difference_ci95"] = family_interval(
+            (per_family["a"], per_family["b"], per_family["images"]),
+            lambda x, y, m, axis=-1: (x.sum(axis) - y.sum(axis)) / m.sum(axis), resamples, seed)
     return out
 
 

@@ -74,8 +74,7 @@ def evaluate(run, manifest, data_root, tta=0, batch_size=None, figures=True, out
     predictions = predictions_table(frame["path"].to_numpy()[rows], proba, classes, loader.bad)
     predictions.insert(1, "label", list(frame["label"].to_numpy()[rows]) + [""] * len(loader.bad))
     if has_groups:  # lets `leukonet compare` pair two evaluations family by family
-        group_of = dict(zip(frame["path"], frame["group"].astype(str)))
-        predictions.insert(2, "group", predictions["path"].map(group_of).fillna(""))
+        predictions.insert(2, "group", list(frame["group"].astype(str).to_numpy()[rows]) + [""] * len(loader.bad))
     io.write_json(out / "metrics.json", result)
     io.write_csv(out / "predictions.csv", predictions)
     for name in ("per_class", "confusion", "confusion_normalised"):

@@ -84,8 +84,6 @@ def family_metrics(y_true, y_pred, groups, classes, resamples=2000, seed=0):
     of ~155 images each. The interval is a percentile bootstrap over families (scipy,
     ``paired=True`` keeps each family's correct count with its size).
     """
-    from scipy import stats
-
     frame = pd.DataFrame({"group": np.asarray(groups), "label": np.asarray(classes)[y_true],
                           "correct": np.asarray(y_true) == np.asarray(y_pred),
                           "predicted": np.asarray(classes)[y_pred]})
@@ -99,9 +97,19 @@ def family_metrics(y_true, y_pred, groups, classes, resamples=2000, seed=0):
                families_per_class={c: int((table["label"] == c).sum()) for c in classes},
                families_mostly_wrong=int((table["accuracy"] < 0.5).sum()))
     if len(table) > 1:
-        ci = stats.bootstrap((table["correct"].to_numpy(float), table["images"].to_numpy(float)),
-                             lambda c, n, axis=-1: c.sum(axis) / n.sum(axis), paired=True,
-                             vectorized=True, n_resamples=resamples, method="percentile",
-                             random_state=np.random.default_rng(seed)).confidence_interval
-        out["accuracy_ci95_over_families"] = [float(ci.low), float(ci.high)]
+        out["accuracy_ci95_over_families"] = family_interval(
+            (table["correct"], table["images"]), lambda c, n, axis=-1: c.sum(axis) / n.sum(axis),
+            resamples, seed)
     return out, table.sort_values(["accuracy", "images"], ascending=[True, False])
+
+
+def family_interval(columns, statistic, resamples=2000, seed=0):
+    """95 % percentile-bootstrap interval [low, high] of ``statistic`` over families: each
+    of ``columns`` holds one value per family, resampled together (scipy, ``paired=True``);
+    ``statistic(*columns, axis)`` must be vectorised over ``axis``."""
+    from scipy import stats
+
+    ci = stats.bootstrap(tuple(np.asarray(c, float) for c in columns), statistic, paired=True,
+                         vectorized=True, n_resamples=resamples, method="percentile",
+                         random_state=np.random.default_rng(seed)).confidence_interval
+    return [float(ci.low), float(ci.high)]
