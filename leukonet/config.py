@@ -61,6 +61,7 @@ class FitConfig:
     precise_bn: int = 0  # >0: BatchNorm statistics re-estimated on this many clean batches per epoch
     ensemble: int = 1  # >1: train this many members (seeds seed, seed+1, ...) and average them
     folds: int = 1  # >1: k-fold cross-validation over the train+val families; the fold models averaged
+    refit: bool = False  # with folds: then one model on all rows (no validation) is the run's model
     mixed_precision: bool = False
     jit: bool = False
     seed: int = 0

@@ -38,7 +38,9 @@ def add_fit_arguments(p):
     d.add_argument("--data-root", help="folder the manifest paths are relative to")
     d.add_argument("--val-manifest", help="validation manifest; default: the manifest's val rows, "
                    "else a group-aware split")
-    d.add_argument("--val-fraction", type=float, help=f"(default {_DEFAULTS.val_fraction})")
+    d.add_argument("--val-fraction", type=float, help="group-aware validation split made when no "
+                   f"validation is given (default {_DEFAULTS.val_fraction}); 0: no validation, "
+                   "every non-test row trains and the last epoch is the model")
     d.add_argument("--image-size", help="HxW, 'native' (the files' size) or 'default' (the backbone's)")
     d.add_argument("--batch-size", type=int, help=f"(default {_DEFAULTS.batch_size})")
     d.add_argument("--workers", type=int, help="loader threads")
@@ -89,6 +91,10 @@ def add_fit_arguments(p):
     t.add_argument("--folds", type=int, metavar="K", help="K-fold cross-validation over the "
                    "families of the training and validation rows together: fold models in "
                    "RUN/members/, out-of-fold predictions in RUN/folds.csv, the models averaged")
+    t.add_argument("--refit", action="store_true", default=None, help="with --folds: the fold "
+                   "models train without validation (last epoch kept, like the final model), then "
+                   "one model trains on all the rows and is the run's model; the out-of-fold "
+                   "accuracy is its estimate")
     t.add_argument("--mixed-precision", action="store_true", default=None)
     t.add_argument("--jit", action="store_true", default=None)
     t.add_argument("--seed", type=int)
@@ -158,6 +164,7 @@ def run(args):
         result = fit(config.replace(**_overrides(args)))
     acc = result.metrics.get("val_accuracy")
     what = "cross-validation accuracy" if "cv" in result.metrics else "validation accuracy"
-    print(f"run: {result.path}  {what}: " + ("n/a" if acc is None else f"{acc:.4f}") + (
-        "  (SYNTHETIC demo data)" if args.demo else ""))
+    score = (f"{what}: {acc:.4f}" if acc is not None else "no validation (last epoch kept)"
+             if "validation" in result.metrics else f"{what}: n/a")
+    print(f"run: {result.path}  {score}" + ("  (SYNTHETIC demo data)" if args.demo else ""))
     return 0

@@ -17,7 +17,8 @@ log = logging.getLogger("leukonet")
 
 
 class AtomicCheckpoint(keras.callbacks.Callback):
-    """``last.keras`` after every epoch, ``model.keras`` when ``monitor`` improves.
+    """``last.keras`` after every epoch, ``model.keras`` when ``monitor`` improves
+    (``monitor=None``, a run without validation: every epoch, so the last one is kept).
 
     The best value so far lives in ``state_path`` so a resumed run keeps comparing
     against it.
@@ -39,7 +40,10 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         self._save(model, self.last_path)
         state = self._state()
         best = state.get("best_value")
-        if value is not None and math.isfinite(value) and (best is None or value < best):
+        if self.monitor is None:
+            self._save(model, self.best_path)
+            state.update(best_epoch=epoch + 1)
+        elif value is not None and math.isfinite(value) and (best is None or value < best):
             self._save(model, self.best_path)
             state.update(best_value=float(value), best_epoch=epoch + 1)
             log.info("epoch %d: %s improved to %.4f, saved %s", epoch + 1, self.monitor, value,
@@ -87,12 +91,18 @@ class PreciseBatchNorm(keras.callbacks.Callback):
     validates with stale statistics: on blood-cells the same weights scored 73 % with the
     running averages and 84-86 % with re-estimated ones (``benchmarks/results/accuracy_cpu.md``).
     Only trainable BatchNorm layers are touched: frozen ones keep their (ImageNet) statistics.
-    The new statistics stay in the model, so checkpoints carry them.
+    The new statistics stay in the model, so checkpoints carry them. ``at_epoch_end``: a run
+    without validation re-estimates at the end of each epoch instead (this callback comes
+    first in the list, so the checkpoint saved at that epoch end carries them).
     """
 
-    def __init__(self, loader, batches):
+    def __init__(self, loader, batches, at_epoch_end=False):
         super().__init__()
-        self.loader, self.batches = loader, int(batches)
+        self.loader, self.batches, self.at_epoch_end = loader, int(batches), at_epoch_end
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.at_epoch_end:
+            self.on_test_begin()
 
     def on_test_begin(self, logs=None):
         bns = [l for l in self.model._flatten_layers(include_self=False, recursive=True)

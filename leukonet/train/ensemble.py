@@ -176,6 +176,10 @@ def _validation(runs, model, config):
                     config.data_root)
         return {}
     frame = pd.read_csv(files[0])
+    if frame.empty:  # members trained without validation (--val-fraction 0)
+        log.warning("warning: the members had no validation rows, so the ensemble has no "
+                    "validation score; evaluate it on a test manifest")
+        return {}
     loader = run_loader(config, frame, len(runs[0].classes))
     rows, proba = predict_loader(model, loader)
     y = frame["label_index"].to_numpy()[rows]

@@ -105,6 +105,15 @@ def _check_options(config):
     if config.mixup and config.cache_features:
         raise LeukonetError("--mixup with --cache-features: the cache holds features of unmixed "
                             "images; drop one of them")
+    if not 0 <= config.val_fraction < 1:
+        raise LeukonetError(f"--val-fraction {config.val_fraction}: expected 0 <= fraction < 1 (0: "
+                            "no validation)")
+    if config.val_fraction == 0 and not config.val_manifest and config.cache_features:
+        raise LeukonetError("--val-fraction 0 with --cache-features: the head-only path needs "
+                            "validation rows; give --val-manifest or a fraction > 0")
+    if config.refit and config.folds < 2:
+        raise LeukonetError("--refit needs --folds K (K >= 2): it trains the final model after "
+                            "cross-validation")
     if config.precise_bn < 0:
         raise LeukonetError(f"--precise-bn {config.precise_bn}: expected a number of batches >= 0")
     if config.ensemble < 1:
@@ -197,6 +206,12 @@ def _resolve_data(config):
     if config.val_manifest:
         val = Manifest.read_csv(config.val_manifest, root=root)
         train = m._take(np.flatnonzero(~split.isin(["val", "test"]))) if split is not None else m
+    elif config.val_fraction == 0:
+        # no validation: every row but the test ones trains; the last epoch is the model
+        train = m._take(np.flatnonzero(~split.eq("test"))) if split is not None else m
+        val = m._take([])
+        log.info("no validation (val fraction 0): all %d non-test rows of %s train; model.keras "
+                 "is the last epoch's", len(train), config.manifest)
     elif split is not None and split.eq("val").any():
         train = m._take(np.flatnonzero(split.eq("train")))
         val = m._take(np.flatnonzero(split.eq("val")))
@@ -297,7 +312,7 @@ def _loaders(config, data, image_size):
     train = ManifestLoader(data["train"].frame, shuffle=True, seed=config.seed,
                            policy=policy_from_config(config), mixup=config.mixup, aux=train_aux,
                            **common)
-    val = ManifestLoader(data["val"].frame, aux=val_aux, **common)
+    val = ManifestLoader(data["val"].frame, aux=val_aux, **common) if len(data["val"]) else None
     return train, val, aux_classes
 
 
@@ -361,7 +376,10 @@ def set_backbone_trainable(model, fraction_or_count=1.0):
         layer.trainable = i >= n - k and not isinstance(layer, keras.layers.BatchNormalization)
 
 
-def _callbacks(config, run_dir, stage, monitor, export=None, precise_bn=None):
+def _callbacks(config, run_dir, stage, monitor, export=None, precise_bn=None, validated=True):
+    """``validated=False`` (no validation rows): ``monitor`` is a training metric for the
+    learning-rate and stopping callbacks, model.keras is saved every epoch (the last one is
+    the model), and precise BN re-estimates at the end of each epoch."""
     import keras
 
     from leukonet.train.callbacks import AtomicCheckpoint, EpochLog, PreciseBatchNorm
@@ -369,13 +387,14 @@ def _callbacks(config, run_dir, stage, monitor, export=None, precise_bn=None):
     callbacks = []
     if precise_bn is not None:
         # first: validation, and so the checkpoint, sees the re-estimated statistics
-        callbacks.append(PreciseBatchNorm(precise_bn, config.precise_bn))
+        callbacks.append(PreciseBatchNorm(precise_bn, config.precise_bn, at_epoch_end=not validated))
     # CSVLogger before BackupAndRestore: a kill between the two repeats an epoch (and
     # _trim_history drops its row) instead of leaving a gap.
     callbacks += [
         keras.callbacks.CSVLogger(str(run_dir.history), append=True),
         keras.callbacks.BackupAndRestore(str(run_dir.backup / f"stage{stage}"), double_checkpoint=True),
-        AtomicCheckpoint(run_dir.model, run_dir.last, run_dir.state, monitor=monitor, export=export),
+        AtomicCheckpoint(run_dir.model, run_dir.last, run_dir.state,
+                         monitor=monitor if validated else None, export=export),
     ]
     if config.lr_schedule != "cosine":  # a cosine schedule owns the learning rate
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
@@ -420,7 +439,7 @@ def _train(config, run_dir, data, image_size, verbose):
                            lr=config.fine_tune_lr or config.lr / 10))
     else:
         stages.append(dict(stage=1, epochs=config.epochs, frozen=False, lr=config.lr))
-    monitor = "val_loss"
+    monitor = "val_loss" if val is not None else "loss"
     bn_loader = _precise_bn_loader(config, data, train)
     start = time.perf_counter()
     nan = False
@@ -452,8 +471,8 @@ def _train(config, run_dir, data, image_size, verbose):
         train.epoch = restored
         guard = NanGuard()
         model.fit(train, validation_data=val, epochs=s["epochs"], initial_epoch=initial_epoch,
-                  callbacks=_callbacks(config, run_dir, s["stage"], monitor,
-                                       precise_bn=bn_loader) + [guard],
+                  callbacks=_callbacks(config, run_dir, s["stage"], monitor, precise_bn=bn_loader,
+                                       validated=val is not None) + [guard],
                   class_weight=class_weight, verbose=verbose)
         if guard.fired:
             nan = True
@@ -566,22 +585,31 @@ def _summary(model, config, data, image_size):
 def _final_metrics(run_dir, val, state, seconds, data):
     from leukonet.train.run import load_model
 
-    best = load_model(run_dir.model)
-    results = best.evaluate(val, verbose=0, return_dict=True)
-    metrics = {("val_" + k if not k.startswith("val_") else k): float(v) for k, v in results.items()}
-    if "val_cell_type_accuracy" in metrics:
-        metrics["val_accuracy"] = metrics["val_cell_type_accuracy"]
+    history = pd.read_csv(run_dir.history)
+    if val is not None:
+        best = load_model(run_dir.model)
+        results = best.evaluate(val, verbose=0, return_dict=True)
+        metrics = {("val_" + k if not k.startswith("val_") else k): float(v) for k, v in results.items()}
+        if "val_cell_type_accuracy" in metrics:
+            metrics["val_accuracy"] = metrics["val_cell_type_accuracy"]
+    else:  # no validation: the last epoch's training scores (augmented batches), said as such
+        last = history.iloc[-1] if len(history) else {}
+        metrics = {f"train_{k}": float(last[k]) for k in ("loss", "accuracy") if k in last}
+        metrics["validation"] = "none (--val-fraction 0): model.keras is the last epoch"
     metrics.update(best_epoch=state.get("best_epoch"), epochs_run=state.get("last_epoch"),
                    train_images=len(data["train"]), val_images=len(data["val"]),
                    train_seconds=round(seconds, 1))
     io.write_json(run_dir.metrics, metrics)
     from leukonet.evaluate import plots
 
-    history = pd.read_csv(run_dir.history)
     if len(history):
         fig = plots.curves(history)
         plots.save(fig, run_dir.path / "curves.png")
         plots.close(fig)
+    if val is None:
+        log.info("last epoch (%s) kept, no validation: training accuracy %.4f -> %s",
+                 state.get("last_epoch"), metrics.get("train_accuracy", float("nan")), run_dir.model)
+        return
     log.info("best model (epoch %s): validation accuracy %.4f, loss %.4f -> %s",
              state.get("best_epoch"), metrics.get("val_accuracy", float("nan")),
              metrics.get("val_loss", float("nan")), run_dir.model)

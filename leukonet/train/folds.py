@@ -13,6 +13,12 @@ fold k (its manifests: ``RUN/folds/fold<k>_train.csv`` / ``_val.csv``). Afterwar
   manifest: every training row was seen by K - 1 of its members, so it has no validation
   score of its own).
 
+``--refit`` (cross-validate the recipe, then refit, as scikit-learn's ``cross_val_score``
+then ``fit``): the fold models train without validation and keep their last epoch, as the
+final model must (so no epoch is picked on the rows that score it); then one model trains
+on all the rows (``RUN/refit/``) and becomes ``model.keras``. The out-of-fold accuracy is
+its estimate, a slightly pessimistic one: each fold model saw (K - 1) / K of the rows.
+
 Why: one validation split of ~50 families is a coarse draw (benchmarks/results/
 accuracy_cpu.md: the same recipe scored 5 points above TEST on one draw and 6 below on
 another); cross-validation scores every family once, so the estimate rests on all of them.
@@ -46,15 +52,53 @@ def fit_folds(config, run_dir, data, resume, verbose=2) -> Run:
         for k in range(config.folds):
             path = run_dir.path / "members" / str(k)
             train, val = _fold_files(run_dir, k)
-            member = config.replace(folds=1, ensemble=1, manifest=str(train), val_manifest=str(val),
+            # --refit: no validation in the fold models (val_fraction 0), like the final model
+            member = config.replace(folds=1, ensemble=1, refit=False, manifest=str(train),
+                                    val_manifest=None if config.refit else str(val),
+                                    val_fraction=0 if config.refit else config.val_fraction,
                                     run_dir=str(path), name=None, overwrite=True)
             train_member(member, f"fold {k + 1}/{config.folds}", verbose)
             paths.append(path)
             io.write_json(run_dir.state, dict(members_finished=k + 1))  # `ablate` resumes by it
         runs = _finished(paths)
         # each member was validated on other rows: the run's scores are the out-of-fold ones
-        _combine(runs, run_dir, scores=_cross_validate(runs, run_dir, data["classes"]))
+        scores = _cross_validate(runs, run_dir, data["classes"])
+        if not config.refit:
+            _combine(runs, run_dir, scores=scores)
+            return Run(run_dir.path)
+        path = run_dir.path / "refit"
+        final = config.replace(folds=1, ensemble=1, refit=False, manifest=str(_all_rows(run_dir)),
+                               val_manifest=None, val_fraction=0, run_dir=str(path), name=None,
+                               overwrite=True)
+        train_member(final, "refit on all rows", verbose)
+        _adopt(Run(path), runs, run_dir, scores)
     return Run(run_dir.path)
+
+
+def _all_rows(run_dir):
+    return run_dir.path / "folds" / "all.csv"
+
+
+def _adopt(final, runs, run_dir, scores):
+    """``--refit``: the final model becomes the run's (model, manifests, classes); metrics
+    are the out-of-fold scores plus the training totals of all K + 1 fits."""
+    from leukonet.train.ensemble import _stored_path
+
+    for name in ("classes.json", "train_manifest.csv", "val_manifest.csv", "history.csv",
+                 "model.keras"):
+        io.write_bytes(run_dir.path / name, (final.path / name).read_bytes())
+    fits = [*runs, final]
+    metrics = dict(refit=dict(path=_stored_path(run_dir, final.path), **final.metrics),
+                   members=[dict(path=_stored_path(run_dir, r.path), seed=r.config.seed) for r in runs],
+                   train_images=final.metrics.get("train_images"),
+                   epochs_run=final.metrics.get("epochs_run"),
+                   train_seconds=round(sum(r.metrics.get("train_seconds", 0.0) for r in fits), 1),
+                   **scores)
+    metrics["val_accuracy_is"] += ("; it estimates model.keras, trained afterwards on all the rows "
+                                   "(refit/), from models that saw (K - 1) / K of them")
+    io.write_json(run_dir.metrics, metrics)
+    log.info("refit on all %d rows -> %s; its estimate: %.4f out of fold", final.metrics.get(
+        "train_images"), run_dir.model, scores["val_accuracy"])
 
 
 def _fold_files(run_dir, k):
@@ -83,6 +127,8 @@ def _write_folds(config, run_dir, classes, pool, fold):
         train, val = _fold_files(run_dir, k)
         io.write_csv(train, pool[fold != k].assign(split="train"))
         io.write_csv(val, pool[fold == k].assign(split="val"))
+    if config.refit:
+        io.write_csv(_all_rows(run_dir), pool.assign(split="train"))
     log.info("cross-validation: %d folds over %d families (%d images), seed %d", config.folds,
              pool["group"].nunique(), len(pool), config.seed)
 
@@ -95,7 +141,7 @@ def _cross_validate(runs, run_dir, classes):
 
     parts, predicted, per_fold = [], [], []
     for k, run in enumerate(runs):
-        frame = pd.read_csv(run.path / "val_manifest.csv")
+        frame = pd.read_csv(_fold_files(run_dir, k)[1])  # (a --refit member has no validation)
         loader = run_loader(run.config, frame, len(classes), cache_dir=run.config.cache_dir)
         rows, proba = predict_loader(run.model, loader)
         part = predictions_table(frame["path"].to_numpy()[rows], proba, classes)

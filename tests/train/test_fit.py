@@ -285,8 +285,42 @@ def test_cosine_schedule_precise_bn_and_nucleus_crop(demo, tmp_path):
     assert ev.metrics["images"] > 0
 
 
+def test_without_validation_every_non_test_row_trains_and_the_last_epoch_is_kept(demo, tmp_path,
+                                                                               capsys):
+    base, root = demo
+    m = Manifest.read_csv(base / "train.csv")
+    frame = pd.concat([m.frame, pd.read_csv(base / "val.csv"), pd.read_csv(base / "test.csv")])
+    frame.to_csv(tmp_path / "all.csv", index=False)  # split column: train, val and test rows
+    run = leukonet.fit(_config(demo, tmp_path, manifest=str(tmp_path / "all.csv"), val_manifest=None,
+                               val_fraction=0, epochs=2, precise_bn=2, lr_schedule="cosine"))
+    trained = pd.read_csv(run.path / "train_manifest.csv")
+    assert sorted(trained["path"]) == sorted(frame["path"][frame["split"] != "test"])
+    assert "val_accuracy" not in run.metrics and run.metrics["val_images"] == 0
+    assert run.metrics["train_accuracy"] == pytest.approx(run.history["accuracy"].iloc[-1])
+    assert run.metrics["best_epoch"] == run.metrics["epochs_run"] == 2
+    last = leukonet.load_model(run.path / "last.keras")
+    for a, b in zip(run.model.get_weights(), last.get_weights()):  # model.keras: the last epoch
+        np.testing.assert_array_equal(a, b)
+    assert run.history["val_loss"].isna().all()  # (Keras' CSVLogger adds empty val_ columns)
+    args = ["fit", "--manifest", str(tmp_path / "all.csv"), "--data-root", str(root),
+            "--image-size", "30x40", "--batch-size", "16", "--backbone", "simple_cnn", "--head",
+            "gap", "--weights", "none", "--epochs", "1", "--workers", "1", "--val-fraction", "0",
+            "--run-dir", str(tmp_path / "cli")]
+    assert main(args) == 0
+    assert "no validation (last epoch kept)" in capsys.readouterr().out
+    both = leukonet.ensemble([run.path, tmp_path / "cli"], out=tmp_path / "both")
+    assert "val_accuracy" not in both.metrics  # no validation rows to score it on
+    from leukonet.evaluate.report import report
+
+    assert "Leakage audit" in report(run).read_text()  # an empty validation manifest reads
+
+
 @pytest.mark.parametrize("change, message", [
     (dict(lr_schedule="step"), "--lr-schedule 'step': choose plateau or cosine"),
+    (dict(val_fraction=1.0), r"--val-fraction 1.0: expected 0 <= fraction < 1 \(0: no validation\)"),
+    (dict(val_manifest=None, val_fraction=0, freeze_backbone=True, cache_features=True),
+     "--val-fraction 0 with --cache-features"),
+    (dict(refit=True), r"--refit needs --folds K"),
     (dict(nucleus_crop=1.5), "--nucleus-crop 1.5: expected a fraction"),
     (dict(nucleus_crop=0.8, image_size="native"), "--image-size native with --nucleus-crop"),
     (dict(precise_bn=-1), "--precise-bn -1"),
@@ -307,6 +341,8 @@ def test_preset_then_flags(demo, tmp_path, capsys):
     assert set(PRESETS["blood-cells-cpu"]) <= set(FitConfig().to_dict())
     with pytest.raises(LeukonetError, match="unknown preset 'nope'; choose one of: blood-cells-cpu"):
         preset_config("nope")
+    cv = preset_config("blood-cells-cpu-cv")  # the same recipe, cross-validated then refit
+    assert cv.folds == 3 and cv.refit and cv == config.replace(folds=3, refit=True, epochs=cv.epochs)
     base, root = demo
     code = main(["fit", "--preset", "blood-cells-cpu", "--manifest", str(base / "train.csv"),
                  "--val-manifest", str(base / "val.csv"), "--data-root", str(root),

@@ -134,3 +134,41 @@ def test_folds_of_a_manifest_with_a_test_folder_leave_the_test_rows_out(tmp_path
     table = pd.read_csv(run.path / "folds.csv")
     assert set(table["path"]) == set(m.frame["path"][~is_test])  # every other row, once
     assert len(table) == int((~is_test).sum())
+
+
+def test_refit_scores_the_recipe_out_of_fold_then_trains_the_run_model_on_every_row(demo, tmp_path):
+    base, root, config, _ = demo
+    run = leukonet.fit(config.replace(folds=2, refit=True, epochs=2, precise_bn=2,
+                                      run_dir=str(tmp_path / "cv")))
+    pool = _pool(base)
+    members = [leukonet.load_run(run.path / "members" / str(k)) for k in range(2)]
+    for m in members:  # no validation: no epoch picked on the rows that score it
+        assert "val_accuracy" not in m.metrics and m.metrics["best_epoch"] == 2
+    table = pd.read_csv(run.path / "folds.csv")
+    assert sorted(table["path"]) == sorted(pool["path"])
+    assert run.metrics["val_accuracy"] == pytest.approx(table["correct"].mean())
+    assert "estimates model.keras" in run.metrics["val_accuracy_is"]
+
+    final = leukonet.load_run(run.path / "refit")
+    assert sorted(pd.read_csv(final.path / "train_manifest.csv")["path"]) == sorted(pool["path"])
+    assert run.metrics["refit"]["train_images"] == len(pool) == run.metrics["train_images"]
+    assert run.metrics["train_seconds"] == pytest.approx(
+        sum(r.metrics["train_seconds"] for r in [*members, final]), abs=0.2)
+    test = pd.read_csv(base / "test.csv")
+    from leukonet.data.loader import ManifestLoader
+
+    x, _ = ManifestLoader(test, root, (30, 40), 256, num_classes=4).load_batch(0)
+    x = x.astype(np.float32)
+    np.testing.assert_array_equal(run.model.predict_on_batch(x), final.model.predict_on_batch(x))
+    assert run.config.folds == 2 and run.config.refit and run.config.ensemble == 1
+    ev = run.evaluate(base / "test.csv", root, figures=False)
+    assert ev.metrics["images"] == len(test)
+
+    # killed while refitting: resume trains the final model only
+    stamps = [(m.path / "model.keras").stat().st_mtime_ns for m in members]
+    for name in ("refit/metrics.json", "metrics.json", "model.keras"):
+        (run.path / name).unlink()
+    again = leukonet.fit(resume=run.path)
+    assert [(m.path / "model.keras").stat().st_mtime_ns for m in members] == stamps
+    assert (run.path / "model.keras").is_file()
+    assert again.metrics["val_accuracy"] == pytest.approx(run.metrics["val_accuracy"])

@@ -39,3 +39,18 @@ def test_statistics_become_the_mean_over_clean_batches():
                                np.mean([b.var(0) for b in batches[:2]], axis=0), rtol=1e-4)
     assert live.momentum == 0.99  # restored for training
     np.testing.assert_array_equal(model.get_layer("bn_frozen").moving_mean.numpy(), frozen_before)
+
+
+def test_a_run_without_validation_re_estimates_at_each_epoch_end():
+    rng = np.random.default_rng(1)
+    batches = [rng.normal(5.0, 2.0, (16, 4)).astype("float32") for _ in range(2)]
+    for at_epoch_end in (False, True):
+        model = _model()
+        cb = PreciseBatchNorm(_Batches(batches), batches=2, at_epoch_end=at_epoch_end)
+        cb.set_model(model)
+        cb.on_epoch_end(0)
+        mean = model.get_layer("bn_live").moving_mean.numpy()
+        if at_epoch_end:
+            np.testing.assert_allclose(mean, np.mean([b.mean(0) for b in batches], axis=0), rtol=1e-5)
+        else:  # validation's on_test_begin does it instead
+            np.testing.assert_array_equal(mean, np.zeros(4, "float32"))
