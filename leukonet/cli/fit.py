@@ -163,7 +163,8 @@ def run(args):
             config = _start_config(args)
         result = fit(config.replace(**_overrides(args)))
     acc = result.metrics.get("val_accuracy")
-    what = "cross-validation accuracy" if "cv" in result.metrics else "validation accuracy"
+    what = ("cross-validation accuracy" + (" (the refit model's estimate)" if "refit" in result.metrics
+                                           else "") if "cv" in result.metrics else "validation accuracy")
     score = (f"{what}: {acc:.4f}" if acc is not None else "no validation (last epoch kept)"
              if "validation" in result.metrics else f"{what}: n/a")
     print(f"run: {result.path}  {score}" + ("  (SYNTHETIC demo data)" if args.demo else ""))

@@ -121,6 +121,9 @@ def test_folds_refusals_and_the_cli(demo, tmp_path, capsys):
     assert main(args) == 0
     assert "cross-validation accuracy: " in capsys.readouterr().out
     assert (tmp_path / "cli" / "members" / "1" / "model.keras").is_file()
+    assert main(args[:-1] + [str(tmp_path / "cli-refit"), "--refit"]) == 0
+    assert "cross-validation accuracy (the refit model's estimate): " in capsys.readouterr().out
+    assert (tmp_path / "cli-refit" / "refit" / "model.keras").is_file()
 
 
 def test_folds_of_a_manifest_with_a_test_folder_leave_the_test_rows_out(tmp_path):
