@@ -162,10 +162,16 @@ def run(args):
         else:
             config = _start_config(args)
         result = fit(config.replace(**_overrides(args)))
-    acc = result.metrics.get("val_accuracy")
-    what = ("cross-validation accuracy" + (" (the refit model's estimate)" if "refit" in result.metrics
-                                           else "") if "cv" in result.metrics else "validation accuracy")
-    score = (f"{what}: {acc:.4f}" if acc is not None else "no validation (last epoch kept)"
-             if "validation" in result.metrics else f"{what}: n/a")
+    m = result.metrics
+    if "refit" in m:
+        what = "cross-validation accuracy (the refit model's estimate)"
+    elif "cv" in m:
+        what = "cross-validation accuracy"
+    else:
+        what = "validation accuracy"
+    if m.get("val_accuracy") is not None:
+        score = f"{what}: {m['val_accuracy']:.4f}"
+    else:
+        score = "no validation (last epoch kept)" if "validation" in m else f"{what}: n/a"
     print(f"run: {result.path}  {score}" + ("  (SYNTHETIC demo data)" if args.demo else ""))
     return 0

@@ -82,10 +82,9 @@ def _all_rows(run_dir):
 def _adopt(final, runs, run_dir, scores):
     """``--refit``: the final model becomes the run's (model, manifests, classes); metrics
     are the out-of-fold scores plus the training totals of all K + 1 fits."""
-    from leukonet.train.ensemble import _stored_path
+    from leukonet.train.ensemble import _COPIED, _stored_path
 
-    for name in ("classes.json", "train_manifest.csv", "val_manifest.csv", "history.csv",
-                 "model.keras"):
+    for name in (*_COPIED, "history.csv", "model.keras"):
         io.write_bytes(run_dir.path / name, (final.path / name).read_bytes())
     fits = [*runs, final]
     metrics = dict(refit=dict(path=_stored_path(run_dir, final.path), **final.metrics),
