@@ -12,10 +12,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("script", ["fit_overhead.py", "feature_cache.py", "loader.py", "soak.py",
-                                    "cpu_allocator.py"])
+                                    "cpu_allocator.py", "originals_labels.py"])
 def test_benchmark_quick_mode(script, tmp_path):
-    if script == "loader.py" and not BLOOD_CELLS.is_dir():
-        pytest.skip("loader.py reads the blood-cells set (../shared absent)")
+    if script in ("loader.py", "originals_labels.py") and not BLOOD_CELLS.is_dir():
+        pytest.skip(f"{script} reads the blood-cells set (../shared absent)")
     proc = subprocess.run([sys.executable, str(BENCH / script), "--quick"], capture_output=True,
                           text=True, timeout=900, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
