@@ -77,6 +77,11 @@ def main():
 
     links = pd.DataFrame(links, columns=["group", "original", "inliers"])
     links["original_label"] = links["original"].map(labels).fillna("")
+    # 2 families span both folders; like `manifest split` they count as TEST's (TEST
+    # stays whole), with their TEST images
+    frame["family_split"] = frame.groupby("group")["split"].transform(
+        lambda s: "TEST" if (s == "TEST").any() else s.iloc[0])
+    frame = frame[frame["split"] == frame["family_split"]]
     family = frame.groupby("group").agg(
         split=("split", "first"), label=("label", lambda s: s.mode()[0]),  # the majority
         labels=("label", lambda s: frozenset(s)), images=("label", "size"))
