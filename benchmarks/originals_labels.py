@@ -31,9 +31,7 @@ def _labels(path):
 
 def _match(frame, images, originals):
     """``(links, original_ids)``: rows ``(group, original, inliers)``."""
-    import numpy as np
-    from PIL import Image
-
+    from leukonet.data.images import open_rgb, resize_rgb
     from leukonet.data.keypoint_links import link_groups
 
     files = sorted(originals.glob("BloodImage_*.jpg"))
@@ -41,10 +39,8 @@ def _match(frame, images, originals):
     paths = [images / p for p in frame["path"]] + files
     groups = list(frame["group"]) + [_ORIGINAL + i for i in ids]
 
-    def read_rgb(row):
-        with Image.open(paths[row]) as im:  # the originals halved, as the set's images are
-            return np.asarray(im.convert("RGB").resize((320, 240), Image.BILINEAR)
-                              if im.size != (320, 240) else im.convert("RGB"))
+    def read_rgb(row):  # the originals halved, as the set's images are
+        return resize_rgb(open_rgb(paths[row]), (240, 320))
 
     t0 = time.perf_counter()
     links = link_groups(groups, read_rgb, per_family=3, progress=lambda done, total: print(
@@ -68,8 +64,14 @@ def main():
     import pandas as pd
 
     frame = pd.read_csv(args.manifest)
+    # 2 families span both folders; like `manifest split` they count as TEST's (TEST
+    # stays whole), with their TEST images
+    family_split = frame.groupby("group")["split"].transform(
+        lambda s: "TEST" if (s == "TEST").any() else s.iloc[0])
+    frame = frame[frame["split"] == family_split]
     if args.quick:
-        frame = frame[frame["split"] == "TEST"].reset_index(drop=True)
+        frame = frame[frame["split"] == "TEST"]
+    frame = frame.reset_index(drop=True)
     labels = _labels(originals / "labels.csv")
     t0 = time.perf_counter()
     links, ids = _match(frame, images, originals)
@@ -77,11 +79,6 @@ def main():
 
     links = pd.DataFrame(links, columns=["group", "original", "inliers"])
     links["original_label"] = links["original"].map(labels).fillna("")
-    # 2 families span both folders; like `manifest split` they count as TEST's (TEST
-    # stays whole), with their TEST images
-    frame["family_split"] = frame.groupby("group")["split"].transform(
-        lambda s: "TEST" if (s == "TEST").any() else s.iloc[0])
-    frame = frame[frame["split"] == frame["family_split"]]
     family = frame.groupby("group").agg(
         split=("split", "first"), label=("label", lambda s: s.mode()[0]),  # the majority
         labels=("label", lambda s: frozenset(s)), images=("label", "size"))
