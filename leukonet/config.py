@@ -59,6 +59,7 @@ class FitConfig:
     class_weight: str | None = None  # None | "balanced"
     label_smoothing: float = 0.0
     precise_bn: int = 0  # >0: BatchNorm statistics re-estimated on this many clean batches per epoch
+    ema: float = 0.0  # >0: validate and checkpoint an exponential moving average of the weights
     ensemble: int = 1  # >1: train this many members (seeds seed, seed+1, ...) and average them
     folds: int = 1  # >1: k-fold cross-validation over the train+val families; the fold models averaged
     refit: bool = False  # with folds: then one model on all rows (no validation) is the run's model

@@ -86,6 +86,9 @@ def add_fit_arguments(p):
     t.add_argument("--label-smoothing", type=float)
     t.add_argument("--precise-bn", type=int, metavar="BATCHES", help="re-estimate BatchNorm "
                    "statistics on this many clean training batches before each validation")
+    t.add_argument("--ema", type=float, metavar="MOMENTUM", help="validate and checkpoint an "
+                   "exponential moving average of the weights, updated every step with this "
+                   "momentum (e.g. 0.99; default 0: the weights themselves)")
     t.add_argument("--ensemble", type=int, metavar="N", help="train N members (seeds seed, "
                    "seed+1, ...) in RUN/members/ and average their probabilities (default 1)")
     t.add_argument("--folds", type=int, metavar="K", help="K-fold cross-validation over the "

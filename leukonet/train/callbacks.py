@@ -1,4 +1,5 @@
-"""Callbacks Keras does not ship: atomic best/last checkpoints and a log line per epoch.
+"""Callbacks Keras does not ship (atomic best/last checkpoints, a log line per epoch, precise
+BatchNorm statistics) and one it ships, configured for leukonet's order (weight averaging).
 
 Keras' ModelCheckpoint writes straight onto the target file, so a kill mid-write can
 leave a broken model.keras; these write to a temporary file and rename it.
@@ -71,6 +72,19 @@ class EpochLog(keras.callbacks.Callback):
         log.info("epoch %d: %s", epoch + 1, items)
 
 
+class EMAWeights(keras.callbacks.SwapEMAWeights):
+    """Keras' swap of the optimizer's moving average of the weights (``use_ema=True``) into
+    the model for validation, and at each epoch end for the callbacks after it (the
+    checkpoints), swapped back when the next epoch begins.
+
+    ``fit`` lists it after BackupAndRestore (whose backup must hold the training weights to
+    resume from) and before PreciseBatchNorm (which must measure the averaged weights).
+    """
+
+    def __init__(self):
+        super().__init__(swap_on_epoch=True)
+
+
 class NanGuard(keras.callbacks.TerminateOnNaN):
     """TerminateOnNaN that remembers it fired, so fit can say so after training."""
 
@@ -93,7 +107,7 @@ class PreciseBatchNorm(keras.callbacks.Callback):
     Only trainable BatchNorm layers are touched: frozen ones keep their (ImageNet) statistics.
     The new statistics stay in the model, so checkpoints carry them. ``at_epoch_end``: a run
     without validation re-estimates at the end of each epoch instead (this callback comes
-    first in the list, so the checkpoint saved at that epoch end carries them).
+    before the checkpoint in the list, so the checkpoint saved at that epoch end carries them).
     """
 
     def __init__(self, loader, batches, at_epoch_end=False):

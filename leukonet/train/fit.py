@@ -116,6 +116,9 @@ def _check_options(config):
                             "cross-validation")
     if config.precise_bn < 0:
         raise LeukonetError(f"--precise-bn {config.precise_bn}: expected a number of batches >= 0")
+    if not 0 <= config.ema < 1:
+        raise LeukonetError(f"--ema {config.ema}: expected a momentum 0 <= m < 1 (e.g. 0.99; 0: "
+                            "no moving average)")
     if config.ensemble < 1:
         raise LeukonetError(f"--ensemble {config.ensemble}: expected a number of members >= 1")
     if config.folds < 1:
@@ -355,7 +358,10 @@ def _compile(model, config, lr, aux_classes, decay_steps=None, steps_per_executi
         metrics = {"cell_type": ["accuracy"], name: ["accuracy"]}
     else:
         losses, weights, metrics = loss, None, ["accuracy"]
-    model.compile(optimizer=keras.optimizers.Adam(lr), loss=losses, loss_weights=weights,
+    # use_ema: Keras keeps the average inside the optimizer (saved with it, so BackupAndRestore
+    # resumes it); the EMAWeights callback swaps it in for validation and checkpoints.
+    optimizer = keras.optimizers.Adam(lr, use_ema=config.ema > 0, ema_momentum=config.ema or 0.99)
+    model.compile(optimizer=optimizer, loss=losses, loss_weights=weights,
                   metrics=metrics, jit_compile=bool(config.jit),
                   steps_per_execution=steps_per_execution)
 
@@ -382,20 +388,24 @@ def _callbacks(config, run_dir, stage, monitor, export=None, precise_bn=None, va
     the model), and precise BN re-estimates at the end of each epoch."""
     import keras
 
-    from leukonet.train.callbacks import AtomicCheckpoint, EpochLog, PreciseBatchNorm
+    from leukonet.train.callbacks import AtomicCheckpoint, EMAWeights, EpochLog, PreciseBatchNorm
 
-    callbacks = []
-    if precise_bn is not None:
-        # first: validation, and so the checkpoint, sees the re-estimated statistics
-        callbacks.append(PreciseBatchNorm(precise_bn, config.precise_bn, at_epoch_end=not validated))
     # CSVLogger before BackupAndRestore: a kill between the two repeats an epoch (and
-    # _trim_history drops its row) instead of leaving a gap.
-    callbacks += [
+    # _trim_history drops its row) instead of leaving a gap. BackupAndRestore before
+    # EMAWeights: the backup holds the training weights, not the average swapped in at the
+    # epoch end. EMAWeights before PreciseBatchNorm: the statistics are re-estimated for the
+    # weights that are validated. Both before AtomicCheckpoint, so the checkpoint holds those
+    # weights and their statistics.
+    callbacks = [
         keras.callbacks.CSVLogger(str(run_dir.history), append=True),
         keras.callbacks.BackupAndRestore(str(run_dir.backup / f"stage{stage}"), double_checkpoint=True),
-        AtomicCheckpoint(run_dir.model, run_dir.last, run_dir.state,
-                         monitor=monitor if validated else None, export=export),
     ]
+    if config.ema:
+        callbacks.append(EMAWeights())
+    if precise_bn is not None:
+        callbacks.append(PreciseBatchNorm(precise_bn, config.precise_bn, at_epoch_end=not validated))
+    callbacks.append(AtomicCheckpoint(run_dir.model, run_dir.last, run_dir.state,
+                                      monitor=monitor if validated else None, export=export))
     if config.lr_schedule != "cosine":  # a cosine schedule owns the learning rate
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
             monitor=monitor, factor=config.lr_factor, patience=config.lr_patience, verbose=0))
@@ -477,6 +487,11 @@ def _train(config, run_dir, data, image_size, verbose):
         if guard.fired:
             nan = True
             break
+        if config.ema and run_dir.last.is_file():
+            # Keras ends fit by writing the average into the weights, but only right after
+            # the last epoch (an early stop leaves the training weights): take the average
+            # the last checkpoint holds, so the next stage starts from it either way.
+            _copy_weights(run_dir.last, model)
         state = run_dir.read_state()
         state.setdefault("done_stages", []).append(s["stage"])
         io.write_json(run_dir.state, state)
