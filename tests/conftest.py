@@ -71,6 +71,16 @@ def demo_split(folder, sources_per_class, copies_per_source, image_size=(30, 40)
     return m, root
 
 
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    """(folder, data root) of the fit tests' ``demo_split``: 12 and 3 sources per class, 4
+    copies each, made once per module. Modules that need other data override it (pytest
+    takes a module's own fixture of the same name)."""
+    base = tmp_path_factory.mktemp("demo")
+    _, root = demo_split(base, (12, 3), 4)
+    return base, root
+
+
 def demo_fit_config(folder, root, **changes):
     """A FitConfig for a fast fit on ``demo_split``'s manifests in FOLDER: simple_cnn + gap
     at 30x40, no weights, 2 epochs, one loader thread; ``changes`` override it."""

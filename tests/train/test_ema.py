@@ -8,16 +8,10 @@ import leukonet
 from leukonet.errors import LeukonetError
 from leukonet.train import fit as fit_module
 from leukonet.train.run import RunDir
-from tests.conftest import demo_fit_config, demo_split
+from tests.conftest import demo_fit_config
+from tests.train._interrupt import InterruptAfterTwoEpochs
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    base = tmp_path_factory.mktemp("demo")
-    _, root = demo_split(base, (12, 3), 4)
-    return base, root
 
 
 def _config(demo, tmp_path, **kw):
@@ -27,7 +21,7 @@ def _config(demo, tmp_path, **kw):
 
 class _Spy(keras.callbacks.Callback):
     """Listed last: sees what the checkpoints saw at each epoch end, and what training starts
-    from. ``average`` is the optimizer's slot: the average while training, the training
+    from. ``slot`` is the optimizer's average variables: the average while training, the training
     weights while the average is swapped into the model."""
 
     def __init__(self, stop_at=None):
@@ -43,12 +37,6 @@ class _Spy(keras.callbacks.Callback):
                               slot=[v.numpy().copy() for v in slot]))
         if epoch == self.stop_at:
             self.model.stop_training = True  # as EarlyStopping does
-
-
-class _Interrupt(keras.callbacks.Callback):
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == 1:
-            raise KeyboardInterrupt
 
 
 def _spied(monkeypatch, *extra):
@@ -70,7 +58,7 @@ def _differs(a, b):
 def test_the_checkpoints_hold_the_average_and_training_resumes_from_the_weights(
         demo, tmp_path, monkeypatch):
     spy = _Spy()
-    original = _spied(monkeypatch, spy, _Interrupt())
+    original = _spied(monkeypatch, spy, InterruptAfterTwoEpochs())
     with pytest.raises(KeyboardInterrupt):
         leukonet.fit(_config(demo, tmp_path, epochs=4, precise_bn=2))
     end = spy.ends[-1]  # epoch 2's end, when the run was killed

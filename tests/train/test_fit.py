@@ -11,16 +11,10 @@ from leukonet.config import FitConfig
 from leukonet.data.manifest import Manifest
 from leukonet.errors import LeukonetError
 from leukonet.train import fit as fit_module
-from tests.conftest import demo_fit_config, demo_split
+from tests.conftest import demo_fit_config
+from tests.train._interrupt import InterruptAfterTwoEpochs
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def demo(tmp_path_factory):
-    base = tmp_path_factory.mktemp("demo")
-    _, root = demo_split(base, (12, 3), 4)
-    return base, root
 
 
 def _config(demo, tmp_path, **kw):
@@ -52,15 +46,9 @@ def test_non_empty_run_dir_needs_overwrite(demo, tmp_path):
     assert (tmp_path / "run" / "notes.txt").read_text() == "mine"
 
 
-class _Interrupt(keras.callbacks.Callback):
-    def on_epoch_end(self, epoch, logs=None):
-        if epoch == 1:
-            raise KeyboardInterrupt
-
-
 def test_resume_continues_from_the_saved_epoch(demo, tmp_path, monkeypatch):
     original = fit_module._callbacks
-    monkeypatch.setattr(fit_module, "_callbacks", lambda *a, **k: original(*a, **k) + [_Interrupt()])
+    monkeypatch.setattr(fit_module, "_callbacks", lambda *a, **k: original(*a, **k) + [InterruptAfterTwoEpochs()])
     with pytest.raises(KeyboardInterrupt):
         leukonet.fit(_config(demo, tmp_path, epochs=4))
     monkeypatch.setattr(fit_module, "_callbacks", original)
@@ -79,7 +67,7 @@ def test_a_resumed_run_reads_the_rows_and_augmentation_of_the_epochs_it_resumes_
     from leukonet.data.loader import ManifestLoader
 
     original = fit_module._callbacks
-    monkeypatch.setattr(fit_module, "_callbacks", lambda *a, **k: original(*a, **k) + [_Interrupt()])
+    monkeypatch.setattr(fit_module, "_callbacks", lambda *a, **k: original(*a, **k) + [InterruptAfterTwoEpochs()])
     with pytest.raises(KeyboardInterrupt):
         leukonet.fit(_config(demo, tmp_path, epochs=4))
     monkeypatch.setattr(fit_module, "_callbacks", original)
@@ -102,7 +90,7 @@ def test_a_resumed_cached_run_reads_the_views_of_the_epochs_it_resumes_at(demo, 
     from leukonet.train import features
 
     original = fit_module._callbacks
-    monkeypatch.setattr(fit_module, "_callbacks", lambda *a, **k: original(*a, **k) + [_Interrupt()])
+    monkeypatch.setattr(fit_module, "_callbacks", lambda *a, **k: original(*a, **k) + [InterruptAfterTwoEpochs()])
     config = _config(demo, tmp_path, epochs=4, freeze_backbone=True, cache_features=True,
                      feature_views=2)
     with pytest.raises(KeyboardInterrupt):
