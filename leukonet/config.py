@@ -50,6 +50,7 @@ class FitConfig:
     lr_factor: float = 0.2
     lr_schedule: str = "plateau"  # plateau (ReduceLROnPlateau) | cosine (decay to 0 per stage)
     stop_patience: int = 8
+    monitor: str = "val_loss"  # val_loss | val_accuracy: picks model.keras, drives the plateau and stop
     freeze_epochs: int = 0  # >0: head only for that many epochs, then fine-tune
     unfreeze: float = 1.0  # fine-tuning: fraction (<=1) or number (>1) of top backbone layers
     fine_tune_lr: float | None = None  # default lr / 10

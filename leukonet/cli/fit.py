@@ -73,6 +73,10 @@ def add_fit_arguments(p):
     t.add_argument("--lr-schedule", choices=["plateau", "cosine"], help="plateau: ReduceLROnPlateau "
                    "(default); cosine: decay to 0 over the epochs")
     t.add_argument("--stop-patience", type=int)
+    t.add_argument("--monitor", choices=["val_loss", "val_accuracy"], help="the validation score "
+                   "that picks the checkpoint (model.keras) and drives ReduceLROnPlateau and "
+                   "EarlyStopping (default val_loss; a run without validation uses the training "
+                   "score of the same name)")
     t.add_argument("--freeze-epochs", type=int, help="train the head only for N epochs first")
     t.add_argument("--unfreeze", type=float, help="then fine-tune this fraction (<=1) or number "
                    "of top backbone layers")

@@ -17,9 +17,15 @@ from leukonet.errors import LeukonetError
 log = logging.getLogger("leukonet")
 
 
+def monitor_mode(monitor):
+    """"max" for an accuracy (``val_accuracy``, ``val_cell_type_accuracy``), else "min"."""
+    return "max" if monitor.endswith("accuracy") else "min"
+
+
 class AtomicCheckpoint(keras.callbacks.Callback):
-    """``last.keras`` after every epoch, ``model.keras`` when ``monitor`` improves
-    (``monitor=None``, a run without validation: every epoch, so the last one is kept).
+    """``last.keras`` after every epoch, ``model.keras`` when ``monitor`` improves: falls for
+    a loss, rises for an accuracy; a tie keeps the earlier epoch (``monitor=None``, a run
+    without validation: every epoch, so the last one is kept).
 
     The best value so far lives in ``state_path`` so a resumed run keeps comparing
     against it.
@@ -29,6 +35,7 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         super().__init__()
         self.best_path, self.last_path, self.state_path = best_path, last_path, state_path
         self.monitor = monitor
+        self._sign = 1 if monitor is None or monitor_mode(monitor) == "min" else -1
         self.export = export  # model -> the model to save (the head-only path saves the full one)
 
     def _state(self):
@@ -44,7 +51,8 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         if self.monitor is None:
             self._save(model, self.best_path)
             state.update(best_epoch=epoch + 1)
-        elif value is not None and math.isfinite(value) and (best is None or value < best):
+        elif (value is not None and math.isfinite(value)
+              and (best is None or self._sign * (value - best) < 0)):
             self._save(model, self.best_path)
             state.update(best_value=float(value), best_epoch=epoch + 1)
             log.info("epoch %d: %s improved to %.4f, saved %s", epoch + 1, self.monitor, value,

@@ -116,6 +116,8 @@ def _check_options(config):
                             "cross-validation")
     if config.precise_bn < 0:
         raise LeukonetError(f"--precise-bn {config.precise_bn}: expected a number of batches >= 0")
+    if config.monitor not in ("val_loss", "val_accuracy"):
+        raise LeukonetError(f"--monitor {config.monitor!r}: choose val_loss or val_accuracy")
     if not 0 <= config.ema < 1:
         raise LeukonetError(f"--ema {config.ema}: expected a momentum 0 <= m < 1 (e.g. 0.99; 0: "
                             "no moving average)")
@@ -388,7 +390,8 @@ def _callbacks(config, run_dir, stage, monitor, export=None, precise_bn=None, va
     the model), and precise BN re-estimates at the end of each epoch."""
     import keras
 
-    from leukonet.train.callbacks import AtomicCheckpoint, EMAWeights, EpochLog, PreciseBatchNorm
+    from leukonet.train.callbacks import (AtomicCheckpoint, EMAWeights, EpochLog, PreciseBatchNorm,
+                                          monitor_mode)
 
     # CSVLogger before BackupAndRestore: a kill between the two repeats an epoch (and
     # _trim_history drops its row) instead of leaving a gap. BackupAndRestore before
@@ -406,10 +409,13 @@ def _callbacks(config, run_dir, stage, monitor, export=None, precise_bn=None, va
         callbacks.append(PreciseBatchNorm(precise_bn, config.precise_bn, at_epoch_end=not validated))
     callbacks.append(AtomicCheckpoint(run_dir.model, run_dir.last, run_dir.state,
                                       monitor=monitor if validated else None, export=export))
+    mode = monitor_mode(monitor)
     if config.lr_schedule != "cosine":  # a cosine schedule owns the learning rate
         callbacks.append(keras.callbacks.ReduceLROnPlateau(
-            monitor=monitor, factor=config.lr_factor, patience=config.lr_patience, verbose=0))
-    callbacks += [keras.callbacks.EarlyStopping(monitor=monitor, patience=config.stop_patience),
+            monitor=monitor, mode=mode, factor=config.lr_factor, patience=config.lr_patience,
+            verbose=0))
+    callbacks += [keras.callbacks.EarlyStopping(monitor=monitor, mode=mode,
+                                                patience=config.stop_patience),
                   EpochLog()]
     # TensorBoard logs need the tensorboard package (not a TensorFlow dependency any more).
     if importlib.util.find_spec("tensorboard") is not None and keras.backend.backend() == "tensorflow":
@@ -449,7 +455,7 @@ def _train(config, run_dir, data, image_size, verbose):
                            lr=config.fine_tune_lr or config.lr / 10))
     else:
         stages.append(dict(stage=1, epochs=config.epochs, frozen=False, lr=config.lr))
-    monitor = "val_loss" if val is not None else "loss"
+    monitor = _monitor(config, validated=val is not None, multitask=bool(aux_classes))
     bn_loader = _precise_bn_loader(config, data, train)
     start = time.perf_counter()
     nan = False
@@ -506,7 +512,7 @@ def _train(config, run_dir, data, image_size, verbose):
         where = (f"the best checkpoint (epoch {state['best_epoch']}) is kept in {run_dir.model}"
                  if run_dir.model.is_file() else "no checkpoint was saved")
         raise LeukonetError(f"loss became NaN; training stopped and {where}; lower --lr")
-    _final_metrics(run_dir, val, state, seconds, data)
+    _final_metrics(run_dir, val, state, seconds, data, monitor)
 
 
 def _train_cached(config, run_dir, data, model, train, val, aux_classes, class_weight, verbose):
@@ -545,14 +551,25 @@ def _train_cached(config, run_dir, data, model, train, val, aux_classes, class_w
     guard = NanGuard()
     head.fit(F.keras_input(train_f), validation_data=F.keras_input(val_f), epochs=config.epochs,
              verbose=verbose,
-             callbacks=_callbacks(config, run_dir, 1, "val_loss",
+             callbacks=_callbacks(config, run_dir, 1,
+                                  _monitor(config, validated=True, multitask=bool(aux_classes)),
                                   export=lambda h: F.copy_head(h, model)) + [guard],
              class_weight=class_weight)
     state = run_dir.read_state()
     if guard.fired:
         raise LeukonetError(f"loss became NaN; training stopped (best checkpoint: epoch "
                             f"{state.get('best_epoch')}); lower --lr")
-    _final_metrics(run_dir, val, state, time.perf_counter() - start, data)
+    _final_metrics(run_dir, val, state, time.perf_counter() - start, data,
+                   _monitor(config, validated=True, multitask=bool(aux_classes)))
+
+
+def _monitor(config, validated, multitask):
+    """The name Keras logs ``config.monitor`` under: a multi-task model's accuracy is its
+    cell-type output's; without validation, the training score of the same name."""
+    name = config.monitor
+    if multitask and name.endswith("accuracy"):
+        name = name.replace("accuracy", "cell_type_accuracy")
+    return name if validated else name.removeprefix("val_")
 
 
 def _restored_epoch(run_dir, stage, default):
@@ -597,7 +614,7 @@ def _summary(model, config, data, image_size):
     return "\n".join(lines) + "\n"
 
 
-def _final_metrics(run_dir, val, state, seconds, data):
+def _final_metrics(run_dir, val, state, seconds, data, monitor):
     from leukonet.train.run import load_model
 
     history = pd.read_csv(run_dir.history)
@@ -607,6 +624,7 @@ def _final_metrics(run_dir, val, state, seconds, data):
         metrics = {("val_" + k if not k.startswith("val_") else k): float(v) for k, v in results.items()}
         if "val_cell_type_accuracy" in metrics:
             metrics["val_accuracy"] = metrics["val_cell_type_accuracy"]
+        metrics["best_by"] = monitor
     else:  # no validation: the last epoch's training scores (augmented batches), said as such
         last = history.iloc[-1] if len(history) else {}
         metrics = {f"train_{k}": float(last[k]) for k in ("loss", "accuracy") if k in last}
@@ -625,6 +643,6 @@ def _final_metrics(run_dir, val, state, seconds, data):
         log.info("last epoch (%s) kept, no validation: training accuracy %.4f -> %s",
                  state.get("last_epoch"), metrics.get("train_accuracy", float("nan")), run_dir.model)
         return
-    log.info("best model (epoch %s): validation accuracy %.4f, loss %.4f -> %s",
-             state.get("best_epoch"), metrics.get("val_accuracy", float("nan")),
+    log.info("best model (epoch %s, by %s): validation accuracy %.4f, loss %.4f -> %s",
+             state.get("best_epoch"), monitor, metrics.get("val_accuracy", float("nan")),
              metrics.get("val_loss", float("nan")), run_dir.model)
