@@ -1,4 +1,5 @@
-"""tf.distribute on a CPU split into two logical devices, and the core on the JAX backend.
+"""tf.distribute on a CPU split into two logical devices, and the core on the JAX backend
+(``--ema`` on both).
 
 Both run in child processes: logical devices and the Keras backend are fixed at start-up.
 """
@@ -25,6 +26,38 @@ common = dict(manifest="train.csv", val_manifest="val.csv", data_root="data", ba
 """
 
 
+# --ema on the JAX backend and under the mirrored strategy: Keras swaps the optimizer's
+# average into the model's variables at each epoch end and back when the next epoch begins;
+# a spy listed after the checkpoints sees what they saw. The swap is checked at epoch 1:
+# after the last epoch Keras copies the average into the slot too, before the fit ends.
+_EMA_SPY = """
+import keras
+import numpy as np
+from leukonet.train import fit as fit_module
+begins, ends = [], []
+class Spy(keras.callbacks.Callback):
+    def on_epoch_begin(self, epoch, logs=None):
+        begins.append([v.numpy().copy() for v in self.model.trainable_variables])
+    def on_epoch_end(self, epoch, logs=None):
+        slot = self.model.optimizer._model_variables_moving_average
+        ends.append(([v.numpy().copy() for v in self.model.trainable_variables],
+                     [v.numpy().copy() for v in slot]))
+_original = fit_module._callbacks
+fit_module._callbacks = lambda *a, **k: _original(*a, **k) + [Spy()]
+"""
+_EMA_CHECKS = """
+fit_module._callbacks = _original
+model_1, slot_1 = ends[0]
+assert any(not np.array_equal(x, y) for x, y in zip(model_1, slot_1)), "the average was not swapped in"
+for x, y in zip(begins[1], slot_1):  # epoch 2 trains on from the weights, not the average
+    np.testing.assert_array_equal(x, y)
+last = leukonet.load_model(c.path / "last.keras")
+for x, y in zip(last.trainable_variables, ends[-1][0]):
+    np.testing.assert_array_equal(x.numpy(), y)
+print("EMA OK")
+"""
+
+
 def _child(script, tmp_path, env=None):
     proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True,
                           timeout=900, env={**os.environ, "PYTHONPATH": str(REPO), **(env or {})})
@@ -43,12 +76,15 @@ import leukonet
 a = leukonet.fit(run_dir="default", **common)
 b = leukonet.fit(run_dir="mirrored", strategy="mirrored", **common)
 print("LOSSES", a.history["loss"].iloc[0], b.history["loss"].iloc[0])
-"""
+""" + _EMA_SPY + """
+c = leukonet.fit(run_dir="mirrored-ema", strategy="mirrored", ema=0.8, **{**common, "epochs": 2})
+""" + _EMA_CHECKS
     out = _child(script, tmp_path)
-    default, mirrored = (float(v) for v in out.split("LOSSES")[1].split())
+    default, mirrored = (float(v) for v in out.split("LOSSES")[1].split()[:2])
     # Same data, seed and initial weights; BatchNorm sees per-replica halves of each
     # batch under the mirrored strategy, so the trajectories differ a little.
     assert abs(default - mirrored) < 0.3 * max(default, mirrored)
+    assert "EMA OK" in out
 
 
 def test_core_runs_on_jax_without_tensorflow(tmp_path):
@@ -79,9 +115,11 @@ both = leukonet.ensemble(["run", "plain"], out="both")
 assert len(both.model.inputs) == 2
 both_ev = both.evaluate("test.csv", "data", figures=False, tta=2)
 print("JAX OK", ev.metrics["accuracy"], len(table), both_ev.metrics["images"])
-"""
+""" + _EMA_SPY + """
+c = leukonet.fit(run_dir="ema", ema=0.8, **{**common, "epochs": 2})
+""" + _EMA_CHECKS
     out = _child(script, tmp_path, env={"KERAS_BACKEND": "jax"})
-    assert "JAX OK" in out
+    assert "JAX OK" in out and "EMA OK" in out
 
 
 def _free_ports(n):
