@@ -28,12 +28,14 @@ def add_parser(sub):
     b.add_argument("--on-conflict", choices=["drop", "first"], default="drop",
                    help="same content under two labels: drop every copy (default) or keep the first")
     b.add_argument("--threshold", type=float, default=families.DEFAULT_THRESHOLD,
-                   help="family distance threshold (default %(default)s)")
+                   help="colour-histogram distance within which two images are proposed as "
+                   "copies of one cell; keypoints then verify each link (default %(default)s)")
     b.add_argument("--keypoint-links", action="store_true",
                    help="also merge families that show the same field of view (shifted "
                    "copies), by matching SIFT keypoints (OpenCV)")
     b.add_argument("--min-inliers", type=int, default=None,
-                   help="keypoints that must agree for a keypoint link (default 9)")
+                   help="with --keypoint-links: keypoints that must agree on one rotation + "
+                   "shift to link two families (default 10)")
     b.add_argument("--max-pixels", type=int, default=images.DEFAULT_MAX_PIXELS,
                    help="reject images with more pixels (decompression bombs)")
     b.add_argument("--workers", type=int, help="reader threads")
@@ -95,8 +97,11 @@ def build(args):
         splits = args.splits.split(",") if args.splits else None
         m = Manifest.from_folder(args.root, splits=splits, **common)
     m = m.dedup(on_conflict=args.on_conflict).group(
-        threshold=args.threshold, keypoints=args.keypoint_links, min_inliers=args.min_inliers,
-        progress=functools.partial(_progress, what="keypoints: read", unit="families"))
+        threshold=args.threshold, workers=args.workers,
+        progress=functools.partial(_progress, what="links: verified", unit="pairs"))
+    if args.keypoint_links:
+        m = m.link_fields(args.min_inliers, progress=functools.partial(
+            _progress, what="keypoints: read", unit="families"))
     out = m.to_csv(args.output, overwrite=args.overwrite)
     print(m.summary())
     print(f"wrote {out} ({len(m)} images), {out.parent / 'classes.json'}, "
@@ -107,7 +112,7 @@ def build(args):
 
 def split(args):
     from leukonet.data.manifest import Manifest
-    from leukonet.data.splits import split_table
+    from leukonet.data.splits import split_shares, split_table
     from leukonet.errors import LeukonetError
 
     m = Manifest.read_csv(args.manifest)
@@ -124,6 +129,9 @@ def split(args):
     print(table.to_string())
     shares = table.loc["total"] / table.loc["total"].sum()
     print("shares: " + ", ".join(f"{k} {v:.1%}" for k, v in shares.items()))
+    print("share of each class per split" + ("" if args.test else
+          " (val: of the rows outside the test folder)" if "test" in parts else "") + ":")
+    print(split_shares(parts, args.test).map(lambda v: f"{v:.1%}").to_string())
     for note in next(iter(parts.values())).notes:
         print(note)
     print("wrote " + ", ".join(str(p) for p in paths))

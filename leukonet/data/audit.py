@@ -1,8 +1,9 @@
 """Leakage audit between manifests, and a file-by-file check of a manifest against disk.
 
-Exact links are shared content hashes. Near-duplicate links come from the family
-descriptor (when the images can be read, i.e. a root is known) or, without images,
-from shared family ids, which is meaningful for manifests cut from one build (the
+Exact links are shared content hashes. Near-duplicate links (when the images can be read,
+i.e. a root is known) are colour-histogram neighbours that keypoints verify as one
+picture (``same_cell``), the test ``manifest build`` links families by; without images,
+shared family ids stand in, which is meaningful for manifests cut from one build (the
 train/val/test files of one ``manifest split``).
 """
 from dataclasses import dataclass, field
@@ -36,8 +37,9 @@ class AuditReport:
             lines.append(f"== {name}: {w['images']} images, {w['families']} families "
                          f"({w['multi_families']} with more than one image, largest "
                          f"{w['largest']}), {w['exact']} exact duplicate pairs, "
-                         f"{w['near']} near-duplicate pairs"
-                         + ("" if w["near"] >= 0 else " (not measured: no --root)"))
+                         f"{w['near']} near-duplicate pairs across its families"
+                         + (" (not measured: no --root)" if w["near"] < 0 else
+                            " (verified copies the families missed)" if w["near"] else ""))
             lines.append(self.families[name].to_string())
         if self.across:
             a = self.across
@@ -65,9 +67,12 @@ def _within(manifest, name, threshold, use_features):
     dup_sizes = frame["sha1"].value_counts()
     exact = int((dup_sizes * (dup_sizes - 1) // 2).sum())
     near = -1
-    if use_features:
-        i, _, _ = families.link_pairs(manifest.features().astype(np.float32), threshold)
-        near = len(i)
+    if use_features:  # copies of one cell the families missed
+        from leukonet.data import same_cell
+
+        groups = frame["group"].to_numpy() if manifest.has_groups else None
+        near = len(same_cell.verified_pairs(manifest.features().astype(np.float32),
+                                            manifest.image_reader(), threshold, groups=groups))
     return dict(images=len(frame), families=len(sizes), multi_families=int((sizes > 1).sum()),
                 largest=int(sizes.max()) if len(sizes) else 0, exact=exact, near=near)
 
@@ -75,12 +80,13 @@ def _within(manifest, name, threshold, use_features):
 def _keypoint_links_across(a, b, threshold):
     """Pairs of families (one in ``a``, one in ``b``) that show the same field, as
     ``(row in a, row in b)`` of one image each (``keypoint_links``; reads the images)."""
-    from leukonet.data import keypoint_links
+    from leukonet.data import keypoint_links, same_cell
 
     def families_of(m):
         if m.has_groups:
             return m.frame["group"].to_numpy()
-        return families.group_features(m.features().astype(np.float32), threshold)
+        return same_cell.verified_groups(m.features().astype(np.float32), m.image_reader(),
+                                         threshold)[0]
 
     ga, gb = families_of(a), families_of(b)
     _, ga = np.unique(ga, return_inverse=True)
@@ -107,7 +113,7 @@ def audit(a, b=None, threshold=families.DEFAULT_THRESHOLD, names=None, keypoints
     """
     manifests = [m for m in (a, b) if m is not None]
     names = names or [f"manifest {i + 1}" for i in range(len(manifests))]
-    use_features = all(m._features is not None or m.root is not None for m in manifests)
+    use_features = all(m.root is not None for m in manifests)  # verification reads images
     report = AuditReport(names=list(names))
     for m, name in zip(manifests, names):
         report.within[name] = _within(m, name, threshold, use_features)
@@ -118,11 +124,14 @@ def audit(a, b=None, threshold=families.DEFAULT_THRESHOLD, names=None, keypoints
         report.examples += [(x, y, "exact") for x, y in zip(shared_hash["path_a"], shared_hash["path_b"])]
         near = -1
         if use_features:
-            i, j, _ = families.link_pairs(a.features().astype(np.float32), threshold,
-                                          other=b.features().astype(np.float32))
-            near = len(i)
+            from leukonet.data import same_cell
+
+            pairs = same_cell.verified_pairs(a.features().astype(np.float32), a.image_reader(),
+                                             threshold, other=b.features().astype(np.float32),
+                                             read_other=b.image_reader())
+            near = len(pairs)
             report.examples += [(fa["path"].iloc[x], fb["path"].iloc[y], "near")
-                                for x, y in zip(i[:10], j[:10])]
+                                for x, y, _ in pairs[:10]]
         shared_groups = 0
         if a.has_groups and b.has_groups:
             shared_groups = len(set(fa["group"]) & set(fb["group"]))

@@ -97,3 +97,39 @@ def link_pairs(features, threshold=DEFAULT_THRESHOLD, other=None):
         keep = i < j
         i, j, d = i[keep], j[keep], d[keep]
     return i, j, d
+
+
+def candidate_pairs(features, threshold=DEFAULT_THRESHOLD, neighbours=10, other=None):
+    """Each row's ``neighbours`` closest descriptors within ``threshold``, as pairs
+    ``(i, j, distance)``: i < j and each pair once when ``other`` is None, else rows of
+    ``features`` against rows of ``other``. These are proposals (``same_cell`` verifies
+    them); the cap keeps a dense cluster of look-alike cells from proposing n² pairs."""
+    from sklearn.neighbors import NearestNeighbors
+
+    features = np.asarray(features, dtype=np.float32)
+    index = np.asarray(other if other is not None else features, dtype=np.float32)
+    empty = (np.zeros(0, np.int64),) * 2 + (np.zeros(0, np.float32),)
+    if len(features) == 0 or len(index) == 0:
+        return empty
+    k = min(len(index), neighbours + (other is None))  # + the row itself
+    dist, near = NearestNeighbors(n_neighbors=k, algorithm="brute").fit(index).kneighbors(features)
+    i = np.repeat(np.arange(len(features)), k)
+    j, d = near.ravel(), dist.ravel().astype(np.float32)
+    keep = d < threshold
+    if other is None:
+        keep &= i != j
+        i, j = np.minimum(i, j), np.maximum(i, j)
+    i, j, d = i[keep], j[keep], d[keep]
+    if other is None and len(i):  # a pair proposed from both of its ends: once
+        _, first = np.unique(i * len(features) + j, return_index=True)
+        i, j, d = i[first], j[first], d[first]
+    return i.astype(np.int64), j.astype(np.int64), d
+
+
+def components(n, i, j):
+    """Connected component of each of ``n`` nodes in the graph of edges ``(i, j)``."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    graph = coo_matrix((np.ones(len(i)), (i, j)), shape=(n, n))
+    return connected_components(graph, directed=False)[1]

@@ -21,6 +21,8 @@ COLUMNS = ["path", "label", "label_index", "sha1", "width", "height", "split", "
 REJECT_COLUMNS = ["path", "label", "split", "kind", "reason"]
 CONFLICT_POLICIES = ("drop", "first")
 _TEST_SPLIT_NAMES = {"test", "testing"}
+LARGE_FAMILY = 0.01  # share of the images above which a family is reported at build
+_FAMILY_WARNINGS = ("warning: large families: ", "warning: families hold several labels: ")
 
 
 def _workers(workers=None):
@@ -271,18 +273,26 @@ class Manifest:
         return self._take(np.flatnonzero(keep.to_numpy()), rejects=rejects, classes=None)
 
     def group(self, threshold=families.DEFAULT_THRESHOLD, keypoints=False,
-              min_inliers=None, progress=None):
+              min_inliers=None, progress=None, workers=None):
         """Fill ``group``: families of near-duplicate (augmented) copies.
 
-        With ``keypoints``, families that show the same field of view (shifted copies
-        whose colour histograms differ) are then merged: ``link_fields``.
+        Colour-histogram neighbours within ``threshold`` are linked only where keypoints
+        show the two images to be one picture (``same_cell``: reads the images under
+        ``root``). With ``keypoints``, families that show the same field of view (shifted
+        copies whose colour histograms differ) are then merged: ``link_fields``.
+        ``progress(done, total)`` follows the pairs as they are verified.
         """
-        out = self._take(np.arange(len(self)))
-        out.frame["group"] = families.group_features(self.features().astype(np.float32), threshold)
-        if keypoints:
-            return out.link_fields(min_inliers, progress)
-        return out._warn_split_spans()
+        from leukonet.data import same_cell
 
+        out = self._take(np.arange(len(self)))
+        groups, stats = same_cell.verified_groups(
+            self.features().astype(np.float32), self.image_reader(), threshold,
+            workers=workers, progress=progress)
+        out.frame["group"] = groups
+        out.notes.append(stats.note(threshold))
+        if keypoints:
+            return out.link_fields(min_inliers)
+        return out._warn_split_spans()._warn_families()
     def link_fields(self, min_inliers=None, progress=None):
         """Merge families that show the same field of view, by SIFT keypoints matched
         between them (``keypoint_links``, OpenCV); needs ``group`` filled.
@@ -302,7 +312,7 @@ class Manifest:
                          f"field; {len(np.unique(groups))} families -> "
                          f"{len(np.unique(merged))}")
         out.frame["group"] = merged
-        return out._warn_split_spans()
+        return out._warn_split_spans()._warn_families()
 
     def _warn_split_spans(self):
         # link_fields after group: the merged families replace the earlier count
@@ -315,6 +325,36 @@ class Manifest:
                     f"({', '.join(sorted(self.frame['split'].unique()))}): copies of one cell "
                     "are on both sides; run `leukonet manifest audit`"
                 )
+        return self
+
+    def _warn_families(self):
+        """Notes on families that a split cannot place well: one holding over
+        ``LARGE_FAMILY`` of the images, or several labels."""
+        # a later grouping step (link_fields after group) replaces these notes
+        self.notes = [n for n in self.notes if not n.startswith(_FAMILY_WARNINGS)]
+        frame = self.frame
+        sizes = frame["group"].value_counts()
+        large = sizes[sizes > max(LARGE_FAMILY * len(frame), 1)]
+        if len(large) and len(frame) >= 100:  # on a handful of images any family is large
+            g, n = large.index[0], int(large.iloc[0])
+            example = frame.loc[frame["group"] == g, "path"].iloc[0]
+            self.notes.append(
+                f"{_FAMILY_WARNINGS[0]}{len(large)} families hold over {LARGE_FAMILY:.0%} of the "
+                "images each "
+                f"(largest: family {g}, {n} images, {n / len(frame):.1%}, e.g. {example}): "
+                "splits of whole families may miss their fractions (`leukonet manifest split` "
+                "says by how much); many copies of one cell, or links that glue cells: look "
+                "at the largest")
+        labels = frame.groupby("group")["label"].nunique()
+        mixed = labels[labels > 1]
+        if len(mixed):
+            rows = frame[frame["group"].isin(mixed.index)]
+            first = rows[rows["group"] == mixed.index[0]]
+            counts = ", ".join(f"{k} {v}" for k, v in first["label"].value_counts().items())
+            self.notes.append(
+                f"{_FAMILY_WARNINGS[1]}{len(mixed)} families, {len(rows)} "
+                f"images (e.g. family {mixed.index[0]}: {counts}; {first['path'].iloc[0]}); "
+                "the same cell under two labels, or a false link: check them by eye")
         return self
 
     def split(self, val=0.2, test=None, seed=0):
@@ -376,8 +416,10 @@ class Manifest:
             lines.append(pd.crosstab(self.frame["label"], self.frame["split"], margins=True,
                                      margins_name="total").to_string())
         if self.has_groups:
+            single = self.frame.groupby("group")["label"].transform("nunique") == 1
             purity = (self.frame.groupby("group")["label"].nunique() == 1).mean()
             lines.append(f"families: {self.frame['group'].nunique()}, "
-                         f"{100 * purity:.2f}% hold a single label")
+                         f"{100 * purity:.2f}% hold a single label; {100 * single.mean():.2f}% "
+                         "of the images are in those")
         lines.extend(self.notes)
         return "\n".join(lines)

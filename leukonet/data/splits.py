@@ -12,6 +12,7 @@ import pandas as pd
 from leukonet.errors import LeukonetError
 
 _TEST_NAMES = {"test", "testing"}
+MISS_TOLERANCE = 0.02  # a split more than 2 points off its requested share warns
 
 
 def _require_groups(manifest):
@@ -120,14 +121,65 @@ def split(manifest, val=0.2, test=None, seed=0):
     parts = {"train": ~is_val & ~is_test & ~dropped, "val": is_val}
     if is_test.any():
         parts["test"] = is_test
+    cut = ~is_test & ~dropped if test is None else np.ones(len(frame), bool)  # split here
+    notes += _class_warnings(labels[cut], groups[cut], 3 if test is not None else 2)
     out = {}
     for name, mask in parts.items():
         positions = np.flatnonzero(mask)
-        part = manifest._take(positions, notes=notes)
+        part = manifest._take(positions, notes=[])
         part.frame["split"] = name
         out[name] = part
     _assert_disjoint(out)
+    requested = {"val": val, "test": test} if test is not None else {"val": val_share}
+    notes += missed_shares(split_shares(out, test), requested)
+    for part in out.values():
+        part.notes += notes
     return out
+
+
+def split_shares(parts, test=None):
+    """Per class (rows) and split (columns): the share of the class's images in that
+    split. With a test folder kept whole (``test`` None and a ``test`` part) the test
+    part is left out and train/val are shares of the rest, as ``--val`` asks."""
+    if test is None and "test" in parts:
+        parts = {k: v for k, v in parts.items() if k != "test"}
+    counts = pd.DataFrame({k: p.frame["label"].value_counts() for k, p in parts.items()})
+    counts = counts.fillna(0)
+    table = counts.div(counts.sum(axis=1), axis=0)
+    table.index.name = "class"
+    return table.sort_index()
+
+
+def missed_shares(shares, requested, tolerance=MISS_TOLERANCE):
+    """Warnings for every split whose share of some class is off its request by more
+    than ``tolerance`` (a fraction: 0.02 is 2 points)."""
+    notes = []
+    for name, want in requested.items():
+        if want is None or name not in shares:
+            continue
+        off = (shares[name] - want).abs()
+        bad = off[off > tolerance]
+        if len(bad):
+            worst = bad.idxmax()
+            notes.append(
+                f"warning: {name} misses its {want:.0%} by more than {100 * tolerance:.0f} points "
+                f"for {len(bad)} class(es): " + ", ".join(f"{c} {shares.at[c, name]:.1%}"
+                                                           for c in bad.index)
+                + (f" (worst {worst})" if len(bad) > 1 else "")
+                + "; whole families cannot be cut: large families or few families per "
+                "class; try another --seed, or accept it")
+    return notes
+
+
+def _class_warnings(labels, groups, n_splits):
+    """A class with fewer families than splits cannot be in every split."""
+    per_class = pd.Series(groups).groupby(np.asarray(labels)).nunique()
+    few = per_class[per_class < n_splits]
+    if not len(few):
+        return []
+    return [f"warning: class {c} has {n} famil{'y' if n == 1 else 'ies'} "
+            f"({int((np.asarray(labels) == c).sum())} images): it cannot be in all {n_splits} "
+            "splits; add images of it, or drop it from the manifest" for c, n in few.items()]
 
 
 def _assert_disjoint(parts):

@@ -145,3 +145,73 @@ class PreciseBatchNorm(keras.callbacks.Callback):
         finally:
             for l, m in zip(bns, momenta):
                 l.momentum = m
+
+
+class EpochSeeds(keras.callbacks.Callback):
+    """Each epoch's random layers (Dropout) draw from ``(seed, epoch)`` alone.
+
+    A Keras SeedGenerator keeps its state in a variable that ``save_weights`` (and so
+    BackupAndRestore) leaves out: a resumed run dropped other units than an unbroken one
+    from its first epoch on. Setting every generator's state from the seed and the epoch
+    number when the epoch begins makes both draw the same, as the loader's shuffle and
+    augmentation already do.
+    """
+
+    def __init__(self, seed):
+        super().__init__()
+        self.seed = int(seed)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        states = [v for v in self.model.variables if v.path.endswith("seed_generator_state")]
+        for k, v in enumerate(states):
+            value = np.random.SeedSequence([self.seed, epoch, k]).generate_state(2)
+            v.assign(value.astype(v.dtype))
+
+
+class ResumableCounters(keras.callbacks.Callback):
+    """Keeps the counters of ReduceLROnPlateau and EarlyStopping (epochs without
+    improvement, best value, cooldown) and the training time (``clock``) across ``--resume``.
+
+    Keras resets them when a fit begins, so a resumed run lowered its learning rate and
+    stopped at other epochs than an unbroken one. ``fit`` lists this callback after those
+    two and before BackupAndRestore: at an epoch end it records their counters under the
+    number of the next epoch, before the backup is written, and when a resumed fit begins
+    it puts back the counters recorded for the epoch the backup resumes at.
+    """
+
+    FIELDS = ("wait", "best", "cooldown_counter", "best_epoch")
+
+    def __init__(self, state_path, watched, resume_epoch, stage, clock=None):
+        super().__init__()
+        self.state_path, self.watched = state_path, watched
+        self.resume_epoch, self.key = resume_epoch, f"stage{stage}"
+        self.clock = clock  # () -> training seconds so far, earlier sessions included
+
+    def _state(self):
+        return json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
+
+    def on_train_begin(self, logs=None):
+        state = self._state()
+        saved = state.get("counters", {}).get(self.key, {}).get(str(self.resume_epoch))
+        if saved is None:
+            return
+        for callback, values in zip(self.watched, saved):
+            for name, value in values.items():
+                setattr(callback, name, float(value) if isinstance(value, str) else value)
+
+    def on_epoch_end(self, epoch, logs=None):
+        state = self._state()
+        counters = state.setdefault("counters", {}).setdefault(self.key, {})
+        counters[str(epoch + 1)] = [
+            {f: _plain(getattr(c, f)) for f in self.FIELDS if hasattr(c, f)} for c in self.watched]
+        if self.clock is not None:
+            state["train_seconds"] = round(self.clock(), 1)
+        io.write_json(self.state_path, state)
+
+
+def _plain(value):
+    """A counter as JSON holds it (numpy scalars and infinities included)."""
+    value = value.item() if hasattr(value, "item") else value
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # "inf" / "-inf"; float("inf") reads it back
+    return value

@@ -15,7 +15,7 @@ import pandas as pd
 from leukonet import io
 from leukonet.config import FitConfig, parse_size
 from leukonet.errors import LeukonetError
-from leukonet.train.run import Run, RunDir, default_run_dir
+from leukonet.train.run import Run, RunDir, default_run_dir, read_history
 
 log = logging.getLogger("leukonet")
 
@@ -27,11 +27,15 @@ def fit(config: FitConfig | None = None, resume=None, verbose=2, **overrides) ->
         if not run_dir.config.is_file():
             raise LeukonetError(f"{resume}: nothing to resume (no config.json)")
         config = FitConfig.read(run_dir.config)
+        if run_dir.metrics.is_file():
+            log.info("%s: finished already (metrics.json); nothing to resume", run_dir.path)
+            return Run(run_dir.path)
     else:
         config = (config or FitConfig()).replace(**overrides) if overrides else (config or FitConfig())
         run_dir = RunDir(config.run_dir or default_run_dir(config))
+        config = _absolute_paths(config)
     _check_options(config)
-    data = _resolve_data(config)
+    data = _resume_data(run_dir, config) if resume is not None else _resolve_data(config)
     image_size = _resolve_size(config, data)
     if config.folds > 1:  # the data checked above; fold models are ordinary runs inside this one
         from leukonet.train.folds import fit_folds
@@ -165,10 +169,9 @@ def _verify_data(run_dir, data):
 def _trim_history(run_dir, from_epoch):
     """Drop history rows of epochs that will run again (a kill after the CSV row was
     written but before the backup was): the resumed history has no repeated epoch."""
-    if run_dir.history.is_file():
-        history = pd.read_csv(run_dir.history)
-        if len(history) and (history["epoch"] >= from_epoch).any():
-            io.write_csv(run_dir.history, history[history["epoch"] < from_epoch])
+    history = read_history(run_dir.history)
+    if len(history) and (history["epoch"] >= from_epoch).any():
+        io.write_csv(run_dir.history, history[history["epoch"] < from_epoch])
 
 
 class _CurrentStdout(logging.StreamHandler):
@@ -242,6 +245,28 @@ def _resolve_data(config):
         raise LeukonetError(f"--batch-size {config.batch_size} is larger than the {len(train)} "
                             "training images; lower it")
     return dict(train=train, val=val, classes=classes, root=root)
+
+
+def _absolute_paths(config):
+    """The data paths of a new run as absolute ones: config.json then reads the same from
+    any folder (``--resume``, ``evaluate`` and the members of ``--folds`` read it)."""
+    changes = {k: str(Path(v).resolve()) for k in ("manifest", "val_manifest", "data_root")
+               if (v := getattr(config, k))}
+    return config.replace(**changes)
+
+
+def _resume_data(run_dir, config):
+    """On ``--resume``: the run's own copies of its manifests (train_manifest.csv,
+    val_manifest.csv, classes.json), whatever folder the command runs in. Ensembles and
+    cross-validation runs hold their members' copies inside the members."""
+    from leukonet.data.manifest import Manifest
+
+    if not run_dir.train_manifest.is_file() or config.folds > 1 or config.ensemble > 1:
+        return _resolve_data(config)
+    root = _data_root(config)
+    train = Manifest.read_csv(run_dir.train_manifest, root=root)
+    val = Manifest.read_csv(run_dir.val_manifest, root=root)
+    return dict(train=train, val=_reindex(val, train.classes), classes=train.classes, root=root)
 
 
 def _reindex(part, classes):
@@ -384,24 +409,41 @@ def set_backbone_trainable(model, fraction_or_count=1.0):
         layer.trainable = i >= n - k and not isinstance(layer, keras.layers.BatchNormalization)
 
 
-def _callbacks(config, run_dir, stage, monitor, export=None, precise_bn=None, validated=True):
+def _callbacks(config, run_dir, stage, monitor, export=None, precise_bn=None, validated=True,
+               resume_epoch=0, clock=None):
     """``validated=False`` (no validation rows): ``monitor`` is a training metric for the
     learning-rate and stopping callbacks, model.keras is saved every epoch (the last one is
-    the model), and precise BN re-estimates at the end of each epoch."""
+    the model), and precise BN re-estimates at the end of each epoch. ``resume_epoch``: the
+    epoch this stage starts at (BackupAndRestore's, after a kill); ``clock()``: the training
+    seconds so far, recorded at each epoch end."""
     import keras
 
-    from leukonet.train.callbacks import (AtomicCheckpoint, EMAWeights, EpochLog, PreciseBatchNorm,
-                                          monitor_mode)
+    from leukonet.train.callbacks import (AtomicCheckpoint, EMAWeights, EpochLog, EpochSeeds,
+                                          PreciseBatchNorm, ResumableCounters, monitor_mode)
 
     # CSVLogger before BackupAndRestore: a kill between the two repeats an epoch (and
-    # _trim_history drops its row) instead of leaving a gap. BackupAndRestore before
-    # EMAWeights: the backup holds the training weights, not the average swapped in at the
-    # epoch end. EMAWeights before PreciseBatchNorm: the statistics are re-estimated for the
-    # weights that are validated. Both before AtomicCheckpoint, so the checkpoint holds those
-    # weights and their statistics.
+    # _trim_history drops its row) instead of leaving a gap. ReduceLROnPlateau, EarlyStopping
+    # and the record of their counters before BackupAndRestore too: the backup then holds
+    # the learning rate they set at this epoch's end, and a kill after the record and
+    # before the backup finds the counters of the epoch the backup resumes at.
+    # BackupAndRestore before EMAWeights: the backup holds the training weights, not the
+    # average swapped in at the epoch end. EMAWeights before PreciseBatchNorm: the
+    # statistics are re-estimated for the weights that are validated. Both before
+    # AtomicCheckpoint, so the checkpoint holds those weights and their statistics.
+    mode = monitor_mode(monitor)
+    watched = []
+    if config.lr_schedule != "cosine":  # a cosine schedule owns the learning rate
+        watched.append(keras.callbacks.ReduceLROnPlateau(
+            monitor=monitor, mode=mode, factor=config.lr_factor, patience=config.lr_patience,
+            verbose=0))
+    watched.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode,
+                                                 patience=config.stop_patience))
     callbacks = [
         keras.callbacks.CSVLogger(str(run_dir.history), append=True),
+        *watched,
+        ResumableCounters(run_dir.state, watched, resume_epoch, stage, clock),
         keras.callbacks.BackupAndRestore(str(run_dir.backup / f"stage{stage}"), double_checkpoint=True),
+        EpochSeeds(config.seed),
     ]
     if config.ema:
         callbacks.append(EMAWeights())
@@ -409,14 +451,7 @@ def _callbacks(config, run_dir, stage, monitor, export=None, precise_bn=None, va
         callbacks.append(PreciseBatchNorm(precise_bn, config.precise_bn, at_epoch_end=not validated))
     callbacks.append(AtomicCheckpoint(run_dir.model, run_dir.last, run_dir.state,
                                       monitor=monitor if validated else None, export=export))
-    mode = monitor_mode(monitor)
-    if config.lr_schedule != "cosine":  # a cosine schedule owns the learning rate
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(
-            monitor=monitor, mode=mode, factor=config.lr_factor, patience=config.lr_patience,
-            verbose=0))
-    callbacks += [keras.callbacks.EarlyStopping(monitor=monitor, mode=mode,
-                                                patience=config.stop_patience),
-                  EpochLog()]
+    callbacks.append(EpochLog())
     # TensorBoard logs need the tensorboard package (not a TensorFlow dependency any more).
     if importlib.util.find_spec("tensorboard") is not None and keras.backend.backend() == "tensorflow":
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir.path / "logs"), write_graph=False,
@@ -457,7 +492,7 @@ def _train(config, run_dir, data, image_size, verbose):
         stages.append(dict(stage=1, epochs=config.epochs, frozen=False, lr=config.lr))
     monitor = _monitor(config, validated=val is not None, multitask=bool(aux_classes))
     bn_loader = _precise_bn_loader(config, data, train)
-    start = time.perf_counter()
+    clock = _training_clock(state)
     nan = False
     initial_epoch = 0
     for s in stages:
@@ -486,9 +521,14 @@ def _train(config, run_dir, data, image_size, verbose):
         # epoch it resumes at, as an unbroken one would
         train.epoch = restored
         guard = NanGuard()
+        # shuffle=False: the loader shuffles its rows from (seed, epoch) itself; Keras' own
+        # shuffle of the batch order draws on Python's global `random`, whose state a resumed
+        # process does not have (a resumed run trained on the batches in another order).
         model.fit(train, validation_data=val, epochs=s["epochs"], initial_epoch=initial_epoch,
+                  shuffle=False,
                   callbacks=_callbacks(config, run_dir, s["stage"], monitor, precise_bn=bn_loader,
-                                       validated=val is not None) + [guard],
+                                       validated=val is not None, resume_epoch=restored,
+                                       clock=clock) + [guard],
                   class_weight=class_weight, verbose=verbose)
         if guard.fired:
             nan = True
@@ -502,7 +542,7 @@ def _train(config, run_dir, data, image_size, verbose):
         state.setdefault("done_stages", []).append(s["stage"])
         io.write_json(run_dir.state, state)
         initial_epoch = s["epochs"]
-    seconds = time.perf_counter() - start
+    seconds = clock()
     if train.bad:
         log.warning("skipped %d unreadable image(s) (--skip-bad-images):", len(train.bad))
         for path, reason in sorted(train.bad.items()):
@@ -527,6 +567,7 @@ def _train_cached(config, run_dir, data, model, train, val, aux_classes, class_w
         raise LeukonetError("--cache-features cannot train the bilstm head: it reads the image "
                             "itself; use conv, gap or dense")
     start = time.perf_counter()
+    clock = _training_clock(run_dir.read_state())
     extractor = F.feature_extractor(model)
     clean = _clean_train_loader(config, data, train, workers=config.workers)
     folder = run_dir.path / "features"
@@ -550,17 +591,26 @@ def _train_cached(config, run_dir, data, model, train, val, aux_classes, class_w
     _trim_history(run_dir, train_f.epoch)
     guard = NanGuard()
     head.fit(F.keras_input(train_f), validation_data=F.keras_input(val_f), epochs=config.epochs,
+             shuffle=False,  # the feature loader shuffles from (seed, epoch): see _train
              verbose=verbose,
              callbacks=_callbacks(config, run_dir, 1,
                                   _monitor(config, validated=True, multitask=bool(aux_classes)),
-                                  export=lambda h: F.copy_head(h, model)) + [guard],
+                                  export=lambda h: F.copy_head(h, model),
+                                  resume_epoch=train_f.epoch, clock=clock) + [guard],
              class_weight=class_weight)
     state = run_dir.read_state()
     if guard.fired:
         raise LeukonetError(f"loss became NaN; training stopped (best checkpoint: epoch "
                             f"{state.get('best_epoch')}); lower --lr")
-    _final_metrics(run_dir, val, state, time.perf_counter() - start, data,
+    _final_metrics(run_dir, val, state, clock(), data,
                    _monitor(config, validated=True, multitask=bool(aux_classes)))
+
+
+def _training_clock(state):
+    """``() -> seconds``: this process's training time so far plus that of the sessions
+    before a ``--resume`` (recorded in state.json at each epoch end)."""
+    before, start = float(state.get("train_seconds", 0.0)), time.perf_counter()
+    return lambda: before + time.perf_counter() - start
 
 
 def _monitor(config, validated, multitask):
@@ -617,7 +667,7 @@ def _summary(model, config, data, image_size):
 def _final_metrics(run_dir, val, state, seconds, data, monitor):
     from leukonet.train.run import load_model
 
-    history = pd.read_csv(run_dir.history)
+    history = read_history(run_dir.history)
     if val is not None:
         best = load_model(run_dir.model)
         results = best.evaluate(val, verbose=0, return_dict=True)

@@ -38,23 +38,38 @@ class RunDir:
         return self.path / "backup"
 
     def prepare(self, overwrite=False, resume=False):
-        """Create the folder; refuse a non-empty one unless overwriting or resuming."""
+        """Create the folder; refuse a non-empty one unless overwriting or resuming. A run
+        that failed or was killed before finishing an epoch holds nothing to keep: it is
+        replaced without --overwrite."""
         if self.path.exists() and any(self.path.iterdir()) and not resume:
-            if not overwrite:
+            unfinished = self.config.is_file() and not self.finished_epochs() \
+                and not self.metrics.is_file() and not (self.path / "members").exists()
+            if not overwrite and not unfinished:
                 raise LeukonetError(f"{self.path}: run directory is not empty; pass --overwrite to "
                                     f"replace it, --resume {self.path} to continue it, or another --name")
+            owner = self._lock_owner()
+            if owner:
+                raise LeukonetError(f"{self.path}: in use by process {owner}; wait for it or stop it")
             shutil.rmtree(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock()
+
+    def _lock_owner(self):
+        """The live process holding this run's lock, or None."""
+        try:
+            pid = (self.path / ".lock").read_text().strip()
+        except OSError:
+            return None
+        return int(pid) if pid.isdigit() and _alive(int(pid)) else None
 
     def _lock(self):
         lock = self.path / ".lock"
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
-            pid = lock.read_text().strip()
-            if pid.isdigit() and _alive(int(pid)):
-                raise LeukonetError(f"{self.path}: in use by process {pid}; wait for it or stop it") from None
+            owner = self._lock_owner()
+            if owner:
+                raise LeukonetError(f"{self.path}: in use by process {owner}; wait for it or stop it") from None
             lock.unlink(missing_ok=True)  # left by a killed run
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         os.write(fd, str(os.getpid()).encode())
@@ -65,6 +80,19 @@ class RunDir:
 
     def read_state(self):
         return json.loads(self.state.read_text()) if self.state.is_file() else {}
+
+    def finished_epochs(self):
+        """Epochs this run has finished (0 for a run killed or failed in its first)."""
+        return int(self.read_state().get("last_epoch", 0))
+
+
+def read_history(path) -> pd.DataFrame:
+    """history.csv, or an empty table when it is missing or empty (Keras' CSVLogger
+    creates the file when training starts and writes its first row after an epoch)."""
+    path = Path(path)
+    if not path.is_file() or path.stat().st_size == 0:
+        return pd.DataFrame()
+    return pd.read_csv(path)
 
 
 def _alive(pid):
@@ -95,7 +123,7 @@ class Run:
 
     @property
     def history(self) -> pd.DataFrame:
-        return pd.read_csv(self.dir.history) if self.dir.history.is_file() else pd.DataFrame()
+        return read_history(self.dir.history)
 
     @property
     def metrics(self) -> dict:

@@ -25,7 +25,10 @@ def test_disjoint_sets_pass(tmp_path):
     report = audit(train, test, names=["train", "test"])
     assert report.across == dict(exact=0, near=0, shared_families=0)
     assert report.within["train"]["multi_families"] == 6
-    assert report.within["train"]["near"] > 0  # the copies inside each family
+    assert report.within["train"]["near"] == 0  # every copy is inside its family
+    # a copy taken out of its family is a near-duplicate pair across families
+    train.frame.loc[train.frame.index[0], "group"] = 999
+    assert audit(train, names=["train"]).within["train"]["near"] == 2
     assert report.verdict.startswith("OK: no link between train and test")
     assert "train" in str(report) and "families" in str(report)
 

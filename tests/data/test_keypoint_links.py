@@ -176,8 +176,9 @@ def test_cli_build_with_keypoint_links_then_split_and_audit(tmp_path, views, cap
 @pytest.mark.slow
 def test_on_the_demo_set_keypoint_links_leave_no_source_split(tmp_path):
     # The SYNTHETIC demo set knows each image's source cell (families.csv): the colour
-    # histogram splits a few sources across families; keypoint links must rejoin them,
-    # and may merge a few look-alike cartoons (measured: 3 of 114 families).
+    # histogram splits a few sources across families (its 60x80 images are too small to
+    # verify links: same_cell.MIN_SIDE); keypoint links must rejoin them, and may merge a
+    # few look-alike cartoons (measured: none of 120 families).
     from leukonet.data.demo import make_demo_data
 
     make_demo_data(tmp_path)

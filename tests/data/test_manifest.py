@@ -175,3 +175,22 @@ def test_group_warns_when_a_family_spans_split_folders(tmp_path):
     write_tree(tmp_path, {"A": 1}, copies=1, split="TEST", seed=4)
     m = Manifest.from_folder(tmp_path).dedup().group()
     assert any("1 families span split folders" in n for n in m.notes)
+
+
+def test_build_warns_about_large_and_mixed_families_and_reports_purity_by_image():
+    rows = [dict(path=f"x/{i}.png", label="A" if i < 150 else "B", sha1=str(i), group=i)
+            for i in range(300)]
+    frame = pd.DataFrame(rows)
+    frame.loc[:9, "group"] = 0  # a family of 10 images (3.3 % of 300)
+    frame.loc[150:159, "group"] = 0  # ...and 10 of the other label: 20 images, 2 labels
+    m = Manifest(frame)._warn_families()
+    large = [n for n in m.notes if n.startswith("warning: large families")]
+    mixed = [n for n in m.notes if n.startswith("warning: families hold several labels")]
+    assert len(large) == 1 and "family 0, 20 images, 6.7%" in large[0]
+    assert len(mixed) == 1 and "1 families, 20 images" in mixed[0] and "A 10, B 10" in mixed[0]
+    summary = m.summary()
+    assert "99.64% hold a single label; 93.33% of the images are in those" in summary
+    # a second grouping step replaces the warnings instead of adding to them
+    assert m._warn_families().notes == m.notes and len(m.notes) == 2
+    small = Manifest(frame.iloc[150:160].assign(group=0, label="B"))._warn_families()
+    assert not small.notes  # ten images: any family is "large"; nothing to say

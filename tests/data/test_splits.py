@@ -136,3 +136,46 @@ def test_group_folds_refuse_too_few_families_or_folds():
         group_folds(frame["label"].to_numpy(), frame["group"].to_numpy(), 5, seed=0)
     with pytest.raises(LeukonetError, match="at least 2 folds"):
         group_folds(frame["label"].to_numpy(), frame["group"].to_numpy(), 1, seed=0)
+
+
+def test_split_reports_shares_per_class_and_warns_when_one_misses_by_over_2_points():
+    from leukonet.data.splits import split_shares
+
+    m = _synthetic(n_groups=120)
+    frame = m.frame.copy()
+    # one A family holds most of class A: whichever side it lands on, A misses its share
+    a_groups = frame.loc[frame["label"] == "A", "group"].unique()
+    frame.loc[frame["label"] == "A", "group"] = np.where(
+        frame.loc[frame["label"] == "A", "group"].isin(a_groups[:30]), a_groups[0],
+        frame.loc[frame["label"] == "A", "group"])
+    parts = Manifest(frame).split(val=0.2, seed=0)
+    shares = split_shares(parts)
+    assert list(shares.columns) == ["train", "val"] and list(shares.index) == ["A", "B", "C"]
+    assert np.allclose(shares.sum(axis=1), 1)
+    warning = [n for n in parts["train"].notes if "misses its 20%" in n]
+    assert len(warning) == 1 and "A " in warning[0] and "try another --seed" in warning[0]
+    assert abs(shares.at["A", "val"] - 0.2) > 0.02
+    # a split that keeps every class within 2 points says nothing
+    even = _synthetic(n_groups=600, per_group=1)
+    assert not [n for n in even.split(val=0.2, seed=0)["val"].notes if "misses" in n]
+
+
+def test_a_class_with_one_family_is_warned_about():
+    m = _synthetic(n_groups=90)
+    frame = m.frame.copy()
+    frame.loc[frame.index[0], ["label", "group"]] = ["D", 999]  # one basophil among many
+    parts = Manifest(frame).split(val=0.2, seed=0)
+    assert any("class D has 1 family (1 images): it cannot be in all 2 splits" in n
+               for n in parts["train"].notes)
+
+
+def test_cli_split_prints_the_share_of_each_class(tmp_path, capsys):
+    from leukonet.cli import main
+
+    m = _synthetic(n_groups=120)
+    m.to_csv(tmp_path / "m.csv")
+    assert main(["manifest", "split", str(tmp_path / "m.csv"), "--val", "0.2", "--test", "0.1"]) == 0
+    out = capsys.readouterr().out
+    assert "share of each class per split:" in out
+    table = out.split("share of each class per split:")[1]
+    assert "train" in table and "val" in table and "test" in table and "%" in table
