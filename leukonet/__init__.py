@@ -13,6 +13,11 @@ __version__ = "0.1.0"
 # (benchmarks/README.md, "Training step"). Its pooling BFC allocator keeps them. Read when
 # TensorFlow first allocates, so this must run before that; a value the user set wins.
 os.environ.setdefault("TF_CPU_ALLOCATOR_USE_BFC", "true")
+# TensorFlow logs a Python error raised while it reads a batch (a file that went bad
+# after the manifest was built) as a ~170-line warning of its own, beside leukonet's one
+# line (loader_errors). Level 2 keeps its errors and drops its warnings and notes; read
+# when TensorFlow is imported; a value the user set wins.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 _API = {
     "LeukonetError": "leukonet.errors",

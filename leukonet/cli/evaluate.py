@@ -2,6 +2,7 @@
 import sys
 from pathlib import Path
 
+from leukonet.data.images import DEFAULT_MAX_PIXELS
 from leukonet.errors import LeukonetError
 
 
@@ -18,12 +19,17 @@ def add_parser(sub):
     p = sub.add_parser("predict", help="predict images, folders or a manifest; differential count")
     p.add_argument("model", help="run directory or MODEL.keras")
     p.add_argument("images", nargs="*", help="image files or folders")
-    p.add_argument("--manifest")
-    p.add_argument("--data-root")
-    p.add_argument("-o", "--output", required=True, help="predictions CSV")
+    p.add_argument("--manifest", help="a CSV with a `path` column instead of images (labels "
+                   "not needed)")
+    p.add_argument("--data-root", help="with --manifest: the folder its paths are relative to")
+    p.add_argument("-o", "--output", required=True, help="predictions CSV (and <name>.counts.csv "
+                   "beside it)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help="reject larger images (decompression bombs; default %(default)s)")
     p.add_argument("--min-confidence", type=float, default=0.0,
                    help="below this, a cell counts as 'uncertain'")
-    p.add_argument("--tta", type=int, default=0)
+    p.add_argument("--tta", type=int, default=0, help="average N flipped/rotated views per image")
     p.add_argument("--image-size", help="HxW, for a bare .keras file (default: its input size)")
     p.add_argument("--nucleus-crop", type=float, help="for a bare .keras file trained with "
                    "--nucleus-crop: the same fraction (a run directory knows its own)")
@@ -33,6 +39,8 @@ def add_parser(sub):
     x.add_argument("run")
     x.add_argument("images", nargs="+")
     x.add_argument("-o", "--output", required=True, help="folder for the PNGs")
+    x.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
+                   help="reject larger images (decompression bombs; default %(default)s)")
     x.set_defaults(func=explain)
 
     t = sub.add_parser("export", help="export the best model for deployment")
@@ -61,7 +69,7 @@ def _run(path):
 def evaluate(args):
     ev = _run(args.run).evaluate(args.manifest, args.data_root, tta=args.tta, out_dir=args.out)
     m = ev.metrics
-    print(ev.tables["per_class"].round(4).to_string())
+    print(ev.tables["per_class"].round(4).to_string(na_rep="n/a"))
     print(f"accuracy {m['accuracy']:.4f}  balanced {m['balanced_accuracy']:.4f}  macro-F1 "
           f"{m['macro_f1']:.4f}  top-2 {m['top2_accuracy']:.4f}  ECE {m['expected_calibration_error']:.4f}"
           f"  ({m['images']} images{', TTA ' + str(args.tta) if args.tta else ''})")
@@ -82,6 +90,7 @@ def evaluate(args):
 def predict(args):
     from leukonet import io
     from leukonet.config import parse_size
+    from leukonet.data import images as image_io
     from leukonet.data.views import run_views, view
     from leukonet.evaluate.predict import differential_count, predict_with
 
@@ -104,23 +113,46 @@ def predict(args):
             raise LeukonetError(f"{p}: an ensemble of members that read images differently; give "
                                 "its run directory, whose config.json says how each input is read")
         views = [view(size, args.nucleus_crop or 0.0)]
-    table = predict_with(model, classes, views, images=args.images, manifest=args.manifest,
-                         data_root=args.data_root, tta=args.tta, min_confidence=args.min_confidence)
     out = Path(args.output)
+    counts_path = out.with_name(out.stem + ".counts.csv")
+    _check_output(out, counts_path, overwrite=args.overwrite)
+    since = image_io.converted_files()
+    table = predict_with(model, classes, views, images=args.images, manifest=args.manifest,
+                         data_root=args.data_root, tta=args.tta, min_confidence=args.min_confidence,
+                         max_pixels=args.max_pixels)
     io.write_csv(out, table)
     counts = differential_count(table, classes)
-    io.write_csv(out.with_name(out.stem + ".counts.csv"), counts, index=True)
+    io.write_csv(counts_path, counts, index=True)
     print("differential count")
     print(counts.to_string())
-    bad = (table["error"] != "").sum()
-    if bad:
-        print(f"{bad} unreadable image(s): listed with their error in {out}", file=sys.stderr)
-    print(f"wrote {out} and {out.with_name(out.stem + '.counts.csv')}")
+    errors = table[table["error"] != ""]
+    for row in errors.head(10).itertuples():
+        print(f"unreadable: {row.path}: {row.error}", file=sys.stderr)
+    if len(errors) > 10:
+        print(f"... {len(errors)} unreadable image(s) in all, listed in {out}", file=sys.stderr)
+    note = image_io.conversion_note(since)
+    if note:
+        print(note)
+    print(f"wrote {out} and {counts_path}")
     return 0
 
 
+def _check_output(*paths, overwrite=False):
+    """Refuse to replace a file without --overwrite, and any file of a run directory."""
+    from leukonet.train.run import FILES
+
+    own = set(FILES.values()) | {"classes.json"}
+    for path in paths:
+        if path.name in own and (path.parent / "config.json").is_file():
+            raise LeukonetError(f"{path}: a file of the run in {path.parent}; write the "
+                                "predictions elsewhere (-o)")
+        if path.exists() and not overwrite:
+            raise LeukonetError(f"{path}: exists; pass --overwrite to replace it, or -o another "
+                                "file")
+
+
 def explain(args):
-    fig = _run(args.run).explain(args.images, out_dir=args.output)
+    fig = _run(args.run).explain(args.images, out_dir=args.output, max_pixels=args.max_pixels)
     for path, reason in fig.leukonet_bad.items():
         print(f"skipped {path}: {reason}", file=sys.stderr)
     print(f"wrote {len(fig.leukonet_written)} Grad-CAM image(s) to {args.output}")

@@ -3,18 +3,27 @@
 Every reader in leukonet (manifest builder, loader, predict) goes through ``decode_rgb``
 so a file is either an ``(H, W, 3)`` uint8 array or an ``ImageError`` with a reason a
 user can act on, never a bare Pillow traceback. Nothing here touches Pillow's global
-state (``MAX_IMAGE_PIXELS``, ``LOAD_TRUNCATED_IMAGES``) or the warnings filters, so it is
-safe to call from the manifest builder's and loader's worker threads.
+state (``MAX_IMAGE_PIXELS``, ``LOAD_TRUNCATED_IMAGES``), and the warnings filters only
+once, at import (below), so it is safe to call from the manifest builder's and loader's
+worker threads.
 """
 import hashlib
 import io
 import struct
+import threading
+import warnings
 from pathlib import PurePath
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from leukonet.errors import ImageError
+
+# Pillow warns (DecompressionBombWarning) when it opens an image over ~89 MP, before our own
+# limit (--max-pixels, 40 MP by default) rejects it with a reason: one filter, added once
+# at import (thread-safe, unlike catch_warnings around each open), keeps the console to
+# that reason. Over ~179 MP Pillow raises instead, and decode_rgb words that too.
+warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 try:
     # JPEG decoding straight into numpy through libjpeg-turbo's TurboJPEG API: the loader
@@ -58,8 +67,54 @@ def file_sha1(path) -> str:
     return h.hexdigest()
 
 
-def _to_rgb(img: Image.Image) -> Image.Image:
-    """Any Pillow mode → RGB; alpha is composited over black (the rotation fill colour)."""
+# Files decoded from a mode other than RGB, by mode: {mode: {file name}}. Each command that
+# reads images says once how many it converted (``conversion_note``).
+_CONVERTED = {}
+_CONVERTED_LOCK = threading.Lock()
+_MODE_WORDS = {"L": "greyscale", "1": "black-and-white", "P": "palette", "CMYK": "CMYK",
+               "YCbCr": "YCbCr", "F": "32-bit float greyscale (clipped to 0-255)"}
+
+
+def _record(mode, name):
+    with _CONVERTED_LOCK:
+        _CONVERTED.setdefault(mode, set()).add(name)
+
+
+def converted_files():
+    """A snapshot ``{mode: set of file names}`` of the conversions so far (pass it to
+    ``conversion_note`` to report those since)."""
+    with _CONVERTED_LOCK:
+        return {mode: set(names) for mode, names in _CONVERTED.items()}
+
+
+def conversion_note(since=None):
+    """One line on the images converted to RGB since the snapshot ``since`` ('' if none)."""
+    since = since or {}
+    parts = []
+    for mode, names in sorted(converted_files().items()):
+        n = len(names - since.get(mode, set()))
+        if not n:
+            continue
+        if mode in _SIXTEEN_BIT:
+            what = f"16-bit greyscale ({mode}, scaled to 8 bits)"
+        elif mode in _ALPHA_MODES or mode == "P+transparency":
+            what = f"with transparency ({mode}: composited over white)"
+        else:
+            what = _MODE_WORDS.get(mode, mode)
+        parts.append(f"{n} {what}")
+    return ("converted to RGB: " + ", ".join(parts)) if parts else ""
+
+
+_ALPHA_MODES = ("RGBA", "LA", "PA", "RGBa", "La")
+
+
+def _to_rgb(img: Image.Image, name="<bytes>") -> Image.Image:
+    """Any Pillow mode → RGB, recorded by mode (``conversion_note``). Alpha is composited
+    over white, a smear's background: over black, a half-transparent cell looked like a
+    half-dark one. 16-bit greyscale keeps its top 8 bits (scaled, not clipped)."""
+    if img.mode != "RGB":
+        _record("P+transparency" if img.mode == "P" and "transparency" in img.info else img.mode,
+                name)
     if img.mode == "P" and "transparency" in img.info:
         img = img.convert("RGBA")
     if img.mode in _SIXTEEN_BIT:
@@ -69,9 +124,9 @@ def _to_rgb(img: Image.Image) -> Image.Image:
     elif img.mode == "F":
         a = np.clip(np.nan_to_num(np.asarray(img, dtype=np.float32)), 0, 255)
         img = Image.fromarray(a.astype(np.uint8), "L")
-    if img.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+    if img.mode in _ALPHA_MODES:
         rgba = img.convert("RGBA")
-        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
+        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
     return img if img.mode == "RGB" else img.convert("RGB")  # CMYK, L, 1, P, YCbCr, ...
 
 
@@ -98,12 +153,16 @@ def decode_rgb(data: bytes, name: str = "<bytes>", max_pixels=DEFAULT_MAX_PIXELS
                 colorspace = None  # a header simplejpeg rejects: Pillow judges (and words) it
             if colorspace in ("YCbCr", "Gray"):  # Pillow's "RGB" and "L" (CMYK goes to Pillow)
                 _check_size(name, width, height, max_pixels)
+                if colorspace == "Gray":
+                    _record("L", name)
                 return _decode_jpeg_fast(data, width, height, draft, out)
         img = Image.open(io.BytesIO(data))  # reads the header only
         width, height = img.size
         _check_size(name, width, height, max_pixels)  # before decoding a single pixel
         orientation = img.getexif().get(_EXIF_ORIENTATION, 1) if img.format == "JPEG" else None
         if JPEG_DECODER == "simplejpeg" and orientation == 1 and img.mode in ("RGB", "L"):
+            if img.mode == "L":
+                _record("L", name)
             return _decode_jpeg_fast(data, width, height, draft, out)
         if draft is not None and img.format == "JPEG":
             h, w = draft
@@ -111,7 +170,7 @@ def decode_rgb(data: bytes, name: str = "<bytes>", max_pixels=DEFAULT_MAX_PIXELS
                 h, w = w, h  # stored sideways: the draft size is in stored orientation
             img.draft("RGB", (w, h))
         img.load()  # decode now, inside the try, so truncated data raises here
-        return np.asarray(_to_rgb(ImageOps.exif_transpose(img)), dtype=np.uint8)
+        return np.asarray(_to_rgb(ImageOps.exif_transpose(img), name), dtype=np.uint8)
     except ImageError:
         raise
     except UnidentifiedImageError:

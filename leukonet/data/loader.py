@@ -5,6 +5,7 @@ the data set size. No TensorFlow import: the same loader feeds the JAX and PyTor
 backends. An optional cache keeps decoded, resized pixels as raw files, so epochs after
 the first skip JPEG decoding.
 """
+import contextlib
 import functools
 import os
 import threading
@@ -73,7 +74,7 @@ class ManifestLoader(keras.utils.PyDataset):
 
     def __init__(self, frame, root, image_size, batch_size=32, num_classes=None, shuffle=False,
                  seed=0, policy=None, aux=None, cache_dir=None, skip_bad_images=False,
-                 workers=2, max_queue_size=4, max_pixels=images.DEFAULT_MAX_PIXELS,
+                 workers=2, max_queue_size=4, max_pixels=None,
                  nucleus_crop=0.0, float_pixels=False, mixup=0.0):
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=max_queue_size)
         self.paths = frame["path"].tolist()
@@ -99,8 +100,13 @@ class ManifestLoader(keras.utils.PyDataset):
         self.cache_dir = Path(cache_dir) / size_key if cache_dir else None
         self.skip_bad_images = skip_bad_images
         self.float_pixels = float_pixels  # float32 even unaugmented (collective all-reduce)
+        if max_pixels is None:  # what the manifest's build accepted, at least the default
+            area = (frame["width"] * frame["height"]).max() if {"width", "height"} <= set(frame) \
+                else 0
+            max_pixels = max(images.DEFAULT_MAX_PIXELS, int(area) if area == area else 0)
         self.max_pixels = max_pixels
         self.bad = {}  # path -> reason, for --skip-bad-images
+        self.error = None  # the last error a batch raised (Keras' fit wraps it in its own)
         self._lock = threading.Lock()
         self.epoch = 0
         if len(self.paths) == 0:
@@ -160,7 +166,8 @@ class ManifestLoader(keras.utils.PyDataset):
                 rgb = self.load(i, out=slot)
             except ImageError as e:
                 if not self.skip_bad_images:
-                    raise LeukonetError(f"{e}; fix or remove the file, or pass --skip-bad-images") from None
+                    self.error = f"{e}; fix or remove the file, or pass --skip-bad-images"
+                    raise LeukonetError(self.error) from None
                 with self._lock:
                     self.bad[self.paths[i]] = e.reason
                 continue
@@ -187,3 +194,19 @@ class ManifestLoader(keras.utils.PyDataset):
             return y
         name, aux_index, n_aux = self.aux
         return {"cell_type": y, name: np.eye(n_aux, dtype=np.float32)[aux_index[rows]]}
+
+
+@contextlib.contextmanager
+def loader_errors(*loaders):
+    """Inside the block, a failure that a loader's batch caused is raised as that
+    loader's one-line LeukonetError. Keras reads batches inside TensorFlow's ``PyFunc``
+    (and JAX's callbacks), which turn it into a ~170-line traceback of their own."""
+    try:
+        yield
+    except LeukonetError:
+        raise
+    except Exception:
+        for loader in loaders:
+            if loader is not None and getattr(loader, "error", None):
+                raise LeukonetError(loader.error) from None
+        raise

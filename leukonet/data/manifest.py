@@ -22,7 +22,8 @@ REJECT_COLUMNS = ["path", "label", "split", "kind", "reason"]
 CONFLICT_POLICIES = ("drop", "first")
 _TEST_SPLIT_NAMES = {"test", "testing"}
 LARGE_FAMILY = 0.01  # share of the images above which a family is reported at build
-_FAMILY_WARNINGS = ("warning: large families: ", "warning: families hold several labels: ")
+_FAMILY_WARNINGS = ("warning: large families: ", "warning: families hold several labels: ",
+                    "warning: too few families: ")
 
 
 def _workers(workers=None):
@@ -93,6 +94,7 @@ class Manifest:
     def _from_scan(cls, root, result, max_pixels, workers, progress):
         rows, feats, rejects = [], [], list(result.rejects)
         paths = [c.path for c in result.candidates]
+        since = images.converted_files()
         for c, got in zip(result.candidates, read_rows(root, paths, max_pixels, workers, progress)):
             if isinstance(got, ImageError):
                 rejects.append(dict(path=c.path, label=c.label, split=c.split or "", reason=got.reason))
@@ -108,7 +110,9 @@ class Manifest:
         frame = pd.DataFrame(rows)
         if frame["split"].isna().all():
             frame = frame.drop(columns="split")
-        return cls(frame, root=root, rejects=rejects, notes=result.notes,
+        converted = images.conversion_note(since)
+        return cls(frame, root=root, rejects=rejects,
+                   notes=list(result.notes) + ([converted] if converted else []),
                    features=np.stack(feats))
 
     @classmethod
@@ -215,8 +219,9 @@ class Manifest:
         if self._features is None:
             if self.root is None:
                 raise LeukonetError(
-                    "this manifest was loaded without --root, so its images cannot be read; "
-                    "pass the data root"
+                    "this manifest was loaded without a data root, so its images cannot be "
+                    "read; pass the data root (--root for `manifest` commands, --data-root "
+                    "for the others)"
                 )
             feats = []
             for rel, got in zip(self.frame["path"], read_rows(self.root, list(self.frame["path"]),
@@ -230,7 +235,9 @@ class Manifest:
     def image_reader(self):
         """``read(row) -> RGB uint8 array`` of one row's image under ``root``."""
         if self.root is None:
-            raise LeukonetError("keypoint links read the images: pass the data root (--root)")
+            raise LeukonetError("this step reads the images: pass the data root (the folder the "
+                                "manifest paths are relative to: --root for `manifest` "
+                                "commands, --data-root for the others)")
 
         def read(row):
             path = scan.resolve(self.root, self.frame["path"].iat[row], row=row + 2)
@@ -345,6 +352,12 @@ class Manifest:
                 "splits of whole families may miss their fractions (`leukonet manifest split` "
                 "says by how much); many copies of one cell, or links that glue cells: look "
                 "at the largest")
+        per_class = frame.groupby("label")["group"].nunique()
+        for label, n in per_class[per_class < 3].items():  # train, val and test need 3
+            self.notes.append(
+                f"{_FAMILY_WARNINGS[2]}class {label} has {n} famil{'y' if n == 1 else 'ies'} "
+                f"({int((frame['label'] == label).sum())} images): it cannot be in every split "
+                "(train, val, test); add images of it, or drop it from the manifest")
         labels = frame.groupby("group")["label"].nunique()
         mixed = labels[labels > 1]
         if len(mixed):

@@ -68,7 +68,8 @@ def check_inside(relpath: str, row=None):
         where = f"row {row}: " if row is not None else ""
         raise LeukonetError(
             f"{where}path {relpath!r} escapes the data root; manifest paths must be relative "
-            "to --root and stay inside it"
+            "to the data root (--data-root, or --root for `manifest` commands) and stay "
+            "inside it"
         )
 
 

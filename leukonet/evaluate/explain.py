@@ -3,13 +3,14 @@ from pathlib import Path
 
 import numpy as np
 
+from leukonet.data.images import DEFAULT_MAX_PIXELS
 from leukonet.errors import LeukonetError
 from leukonet.evaluate import plots
 from leukonet.evaluate.gradcam import gradcam_for, overlay
 from leukonet.evaluate.predict import collect_images, frame_for_files
 
 
-def explain(model, classes, views, images, out_dir=None):
+def explain(model, classes, views, images, out_dir=None, max_pixels=None):
     """``views``: how the model reads an image (``leukonet.data.views``); one view only."""
     from leukonet.data.views import loader_for
 
@@ -18,7 +19,8 @@ def explain(model, classes, views, images, out_dir=None):
                             f"read images alike; these read {len(views)} views (input size, nucleus "
                             "crop): explain each member run instead")
     root, frame = frame_for_files(collect_images(images))
-    loader = loader_for(views, frame, root, batch_size=8, skip_bad_images=True, workers=1)
+    loader = loader_for(views, frame, root, batch_size=8, skip_bad_images=True, workers=1,
+                        max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
     cam = gradcam_for(model)
     pics, caps, written = [], [], []
     for b in range(len(loader)):
@@ -36,6 +38,9 @@ def explain(model, classes, views, images, out_dir=None):
                 fig = plots.labelled_grid([x[k], blended], caps[-2:], cols=2, cell=3)
                 written.append(plots.save(fig, Path(out_dir) / name))
                 plots.close(fig)
+    if not pics:
+        reasons = "; ".join(f"{p}: {r}" for p, r in loader.bad.items())
+        raise LeukonetError(f"no readable image to explain ({reasons})")
     fig = plots.labelled_grid(pics, caps, cols=6)
     fig.leukonet_written = written
     fig.leukonet_bad = dict(loader.bad)

@@ -37,6 +37,11 @@ def classification_metrics(y_true, proba, classes):
     per_class = pd.DataFrame({c: report[c] for c in classes}).T[["precision", "recall", "f1-score", "support"]]
     per_class["support"] = per_class["support"].astype(int)
     counts = skm.confusion_matrix(y_true, y_pred, labels=labels)
+    # a class with no images here has no recall (nor F1), and no precision unless predicted:
+    # undefined, not 0 (scikit-learn's zero_division would print 0.0000)
+    absent = per_class["support"] == 0
+    per_class.loc[absent, ["recall", "f1-score"]] = np.nan
+    per_class.loc[absent & (counts.sum(axis=0) == 0), "precision"] = np.nan
     with np.errstate(invalid="ignore", divide="ignore"):
         normalised = np.nan_to_num(counts / counts.sum(axis=1, keepdims=True))
     ece, reliability = expected_calibration_error(y_true, proba)
@@ -48,8 +53,8 @@ def classification_metrics(y_true, proba, classes):
         top2_accuracy=float(skm.top_k_accuracy_score(y_true, proba, k=min(2, len(classes)), labels=labels))
         if len(classes) > 2 else float(skm.accuracy_score(y_true, y_pred)),
         expected_calibration_error=ece,
-        per_class={c: {k: (int(v) if k == "support" else float(v)) for k, v in row.items()}
-                   for c, row in per_class.iterrows()},
+        per_class={c: {k: (int(v) if k == "support" else None if np.isnan(v) else float(v))
+                       for k, v in row.items()} for c, row in per_class.iterrows()},
     )
     out["roc_auc_ovr"] = _roc_auc(y_true, proba, classes, present)
     missing = [classes[i] for i in labels if i not in present]

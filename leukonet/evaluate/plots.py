@@ -1,4 +1,6 @@
 """Figures (matplotlib, headless): image grids; written atomically."""
+import contextlib
+import warnings
 from pathlib import Path
 
 from leukonet import io
@@ -42,9 +44,19 @@ def image_grid(rows, path, col_titles=None, row_titles=None, cell=1.6):
 def save(fig, path):
     """Write a figure as PNG atomically; returns the path."""
     path = Path(path)
-    with io.atomic_path(path) as tmp:
+    with io.atomic_path(path) as tmp, _no_glyph_warnings():
         fig.savefig(tmp, dpi=100, format="png", bbox_inches="tight")
     return path
+
+
+@contextlib.contextmanager
+def _no_glyph_warnings():
+    """A file name in a caption with a character the font lacks is drawn as a box, and
+    matplotlib says so once per character on the console when it lays out or draws the
+    text: nothing the user can act on."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Glyph .* missing from", category=UserWarning)
+        yield
 
 
 def curves(history):
@@ -53,7 +65,7 @@ def curves(history):
     panels = [("loss", "loss"), ("accuracy", "accuracy"), ("learning_rate", "learning rate")]
     panels = [p for p in panels if p[0] in history]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
-    epochs = history["epoch"] + 1 if "epoch" in history else range(1, len(history) + 1)
+    epochs = history["epoch"] if "epoch" in history else range(1, len(history) + 1)
     for ax, (key, title) in zip(axes[0], panels):
         ax.plot(epochs, history[key], marker="o", ms=3, label="train" if key != "learning_rate" else "lr")
         if f"val_{key}" in history:
@@ -110,7 +122,8 @@ def labelled_grid(images, captions, cols=6, cell=1.8):
         if k < len(images):
             ax.imshow(images[k])
             ax.set_title(captions[k], fontsize=7)
-    fig.tight_layout()
+    with _no_glyph_warnings():
+        fig.tight_layout()
     return fig
 
 

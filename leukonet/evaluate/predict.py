@@ -50,7 +50,11 @@ def predict_loader(model, loader, tta=0):
         probs.append(_average(outs))
         rows.append(keep)
     if not rows:
-        raise LeukonetError("no readable image to predict")
+        bad = getattr(loader, "bad", {})
+        reasons = "; ".join(f"{p}: {r}" for p, r in list(bad.items())[:3])
+        raise LeukonetError("no readable image to predict" + (f" ({reasons}"
+                            + (f"; and {len(bad) - 3} more" if len(bad) > 3 else "") + ")"
+                            if bad else ""))
     rows = np.concatenate(rows)
     if isinstance(probs[0], dict):
         return rows, {k: np.concatenate([p[k] for p in probs]) for k in probs[0]}
@@ -118,24 +122,40 @@ def differential_count(table, classes):
     return out
 
 
+def read_paths(manifest):
+    """The ``path`` column of a CSV (a manifest, or any list of images): prediction needs
+    no labels."""
+    path = Path(manifest)
+    if not path.is_file():
+        raise LeukonetError(f"{path}: manifest not found")
+    try:
+        frame = pd.read_csv(path, dtype={"path": str}, keep_default_na=False)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+        raise LeukonetError(f"{path}: not a readable CSV ({e})") from None
+    if "path" not in frame:
+        raise LeukonetError(f"{path}: no `path` column (the image paths, relative to "
+                            "--data-root); add one")
+    return frame[["path"]]
+
+
 def predict_with(model, classes, views, images=None, manifest=None, data_root=None, tta=0,
-                 min_confidence=0.0, batch_size=32):
+                 min_confidence=0.0, batch_size=32, max_pixels=None):
     """Predictions table for loose images/folders or a manifest (+ data root); ``views``:
     the (input size, nucleus crop) of each model input (``leukonet.data.views``)."""
-    from leukonet.data.manifest import Manifest
     from leukonet.data.views import loader_for
 
     if manifest is not None:
         if data_root is None:
             raise LeukonetError("--manifest needs --data-root: the folder its paths are relative to")
-        root, frame = Path(data_root), Manifest.read_csv(manifest).frame
+        root, frame = Path(data_root), read_paths(manifest)
         frame = frame.assign(label_index=0)
     elif images:
         root, frame = frame_for_files(collect_images(images))
     else:
         raise LeukonetError("nothing to predict: give images, folders or --manifest")
     loader = loader_for(views, frame, root, batch_size, num_classes=len(classes),
-                        skip_bad_images=True, workers=1)
+                        skip_bad_images=True, workers=1,
+                        max_pixels=max_pixels or image_io.DEFAULT_MAX_PIXELS)
     rows, proba = predict_loader(model, loader, tta=tta)
     if isinstance(proba, dict):
         proba = proba["cell_type"]

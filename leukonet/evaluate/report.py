@@ -31,7 +31,7 @@ def _png(path):
 
 
 def _table(frame, index=True, floatfmt="{:.4f}"):
-    return frame.to_html(index=index, float_format=floatfmt.format, border=0)
+    return frame.to_html(index=index, float_format=floatfmt.format, border=0, na_rep="n/a")
 
 
 def report(run, out=None, gradcam_images=6):

@@ -72,6 +72,14 @@ class AtomicCheckpoint(keras.callbacks.Callback):
                                 f"{path.parent}") from None
 
 
+class EpochCSVLogger(keras.callbacks.CSVLogger):
+    """Keras' CSVLogger with epochs numbered from 1, as the log, metrics.json's
+    ``best_epoch`` and state.json count them (Keras numbers them from 0)."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        super().on_epoch_end(epoch + 1, logs)
+
+
 class EpochLog(keras.callbacks.Callback):
     """One line per epoch into the run's log (the console gets Keras' own line)."""
 

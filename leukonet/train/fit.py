@@ -27,8 +27,13 @@ def fit(config: FitConfig | None = None, resume=None, verbose=2, **overrides) ->
         if not run_dir.config.is_file():
             raise LeukonetError(f"{resume}: nothing to resume (no config.json)")
         config = FitConfig.read(run_dir.config)
-        if run_dir.metrics.is_file():
-            log.info("%s: finished already (metrics.json); nothing to resume", run_dir.path)
+        if run_dir.metrics.is_file() and run_dir.model.is_file():
+            owner = run_dir.lock_owner()
+            if owner:
+                raise LeukonetError(f"{run_dir.path}: in use by process {owner}; wait for it or "
+                                    "stop it")
+            _console().info("%s: finished already (metrics.json, model.keras); nothing to "
+                            "resume", run_dir.path)
             return Run(run_dir.path)
     else:
         config = (config or FitConfig()).replace(**overrides) if overrides else (config or FitConfig())
@@ -92,6 +97,9 @@ def _fit_in(run_dir, config, data, image_size, resume, verbose):
     except KeyboardInterrupt:
         log.warning("interrupted; the last finished epoch is saved. Continue with: "
                     "leukonet fit --resume %s", run_dir.path)
+        raise
+    except LeukonetError as e:
+        _log_file_only(f"error: {e}")  # the console gets it once, from the command
         raise
 
 
@@ -170,8 +178,8 @@ def _trim_history(run_dir, from_epoch):
     """Drop history rows of epochs that will run again (a kill after the CSV row was
     written but before the backup was): the resumed history has no repeated epoch."""
     history = read_history(run_dir.history)
-    if len(history) and (history["epoch"] >= from_epoch).any():
-        io.write_csv(run_dir.history, history[history["epoch"] < from_epoch])
+    if len(history) and (history["epoch"] > from_epoch).any():  # epochs count from 1
+        io.write_csv(run_dir.history, history[history["epoch"] <= from_epoch])
 
 
 class _CurrentStdout(logging.StreamHandler):
@@ -186,7 +194,15 @@ class _CurrentStdout(logging.StreamHandler):
         pass
 
 
-def _log_to(path):
+def _log_file_only(message):
+    """A line for train.log only (the run's file handlers), not the console."""
+    for handler in logging.getLogger("leukonet").handlers:
+        if isinstance(handler, logging.FileHandler):
+            handler.emit(logging.LogRecord("leukonet", logging.ERROR, "", 0, message, None, None))
+
+
+def _console():
+    """leukonet's log lines on the console (once)."""
     logger = logging.getLogger("leukonet")
     logger.setLevel(logging.INFO)
     if not any(isinstance(h, logging.StreamHandler) and getattr(h, "_leukonet", False)
@@ -195,6 +211,11 @@ def _log_to(path):
         console.setFormatter(logging.Formatter("%(message)s"))
         console._leukonet = True
         logger.addHandler(console)
+    return logger
+
+
+def _log_to(path):
+    logger = _console()
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logger.addHandler(handler)
@@ -211,6 +232,10 @@ def _resolve_data(config):
     root = _data_root(config)
     m = Manifest.read_csv(config.manifest, root=root)
     split = m.frame["split"].astype(str).str.lower() if m.has_splits else None
+    if split is not None and split.eq("test").all():
+        raise LeukonetError(f"--manifest {config.manifest}: all {len(m)} rows are test rows "
+                            "(split column); train on the train manifest (e.g. train.csv) and "
+                            "keep this one for `leukonet evaluate`")
     if config.val_manifest:
         val = Manifest.read_csv(config.val_manifest, root=root)
         train = m._take(np.flatnonzero(~split.isin(["val", "test"]))) if split is not None else m
@@ -237,6 +262,10 @@ def _resolve_data(config):
         raise LeukonetError(f"validation manifest has classes the training manifest lacks "
                             f"({', '.join(extra)}); use manifests with the same classes")
     val = _reindex(val, classes)
+    unseen = sorted(set(classes) - set(val.frame["label"])) if len(val) else []
+    if unseen:
+        log.warning("warning: no validation images of %s: a class with too few families cannot "
+                    "be in every split; its accuracy is not measured", ", ".join(unseen))
     missing = sorted(set(classes) - set(train.frame["label"]))
     if missing:
         raise LeukonetError(f"no training images for class(es) {', '.join(missing)}; add images or "
@@ -418,8 +447,9 @@ def _callbacks(config, run_dir, stage, monitor, export=None, precise_bn=None, va
     seconds so far, recorded at each epoch end."""
     import keras
 
-    from leukonet.train.callbacks import (AtomicCheckpoint, EMAWeights, EpochLog, EpochSeeds,
-                                          PreciseBatchNorm, ResumableCounters, monitor_mode)
+    from leukonet.train.callbacks import (AtomicCheckpoint, EMAWeights, EpochCSVLogger, EpochLog,
+                                          EpochSeeds, PreciseBatchNorm, ResumableCounters,
+                                          monitor_mode)
 
     # CSVLogger before BackupAndRestore: a kill between the two repeats an epoch (and
     # _trim_history drops its row) instead of leaving a gap. ReduceLROnPlateau, EarlyStopping
@@ -439,7 +469,7 @@ def _callbacks(config, run_dir, stage, monitor, export=None, precise_bn=None, va
     watched.append(keras.callbacks.EarlyStopping(monitor=monitor, mode=mode,
                                                  patience=config.stop_patience))
     callbacks = [
-        keras.callbacks.CSVLogger(str(run_dir.history), append=True),
+        EpochCSVLogger(str(run_dir.history), append=True),
         *watched,
         ResumableCounters(run_dir.state, watched, resume_epoch, stage, clock),
         keras.callbacks.BackupAndRestore(str(run_dir.backup / f"stage{stage}"), double_checkpoint=True),
@@ -462,10 +492,13 @@ def _callbacks(config, run_dir, stage, monitor, export=None, precise_bn=None, va
 def _train(config, run_dir, data, image_size, verbose):
     import keras
 
+    from leukonet.data.images import conversion_note, converted_files
+    from leukonet.data.loader import loader_errors
     from leukonet.models.build import BACKBONE_LAYER, build_model
     from leukonet.train.callbacks import NanGuard
     from leukonet.tf_only import make_strategy, strategy_scope
 
+    converted = converted_files()
     keras.utils.set_random_seed(config.seed)
     if config.mixed_precision:
         keras.mixed_precision.set_global_policy("mixed_float16")
@@ -524,12 +557,13 @@ def _train(config, run_dir, data, image_size, verbose):
         # shuffle=False: the loader shuffles its rows from (seed, epoch) itself; Keras' own
         # shuffle of the batch order draws on Python's global `random`, whose state a resumed
         # process does not have (a resumed run trained on the batches in another order).
-        model.fit(train, validation_data=val, epochs=s["epochs"], initial_epoch=initial_epoch,
-                  shuffle=False,
-                  callbacks=_callbacks(config, run_dir, s["stage"], monitor, precise_bn=bn_loader,
-                                       validated=val is not None, resume_epoch=restored,
-                                       clock=clock) + [guard],
-                  class_weight=class_weight, verbose=verbose)
+        with loader_errors(train, val, bn_loader):
+            model.fit(train, validation_data=val, epochs=s["epochs"], initial_epoch=initial_epoch,
+                      shuffle=False,
+                      callbacks=_callbacks(config, run_dir, s["stage"], monitor,
+                                           precise_bn=bn_loader, validated=val is not None,
+                                           resume_epoch=restored, clock=clock) + [guard],
+                      class_weight=class_weight, verbose=verbose)
         if guard.fired:
             nan = True
             break
@@ -543,6 +577,9 @@ def _train(config, run_dir, data, image_size, verbose):
         io.write_json(run_dir.state, state)
         initial_epoch = s["epochs"]
     seconds = clock()
+    note = conversion_note(converted)
+    if note:
+        log.info("%s", note)
     if train.bad:
         log.warning("skipped %d unreadable image(s) (--skip-bad-images):", len(train.bad))
         for path, reason in sorted(train.bad.items()):
@@ -665,12 +702,14 @@ def _summary(model, config, data, image_size):
 
 
 def _final_metrics(run_dir, val, state, seconds, data, monitor):
+    from leukonet.data.loader import loader_errors
     from leukonet.train.run import load_model
 
     history = read_history(run_dir.history)
     if val is not None:
         best = load_model(run_dir.model)
-        results = best.evaluate(val, verbose=0, return_dict=True)
+        with loader_errors(val):
+            results = best.evaluate(val, verbose=0, return_dict=True)
         metrics = {("val_" + k if not k.startswith("val_") else k): float(v) for k, v in results.items()}
         if "val_cell_type_accuracy" in metrics:
             metrics["val_accuracy"] = metrics["val_cell_type_accuracy"]

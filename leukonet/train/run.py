@@ -47,14 +47,14 @@ class RunDir:
             if not overwrite and not unfinished:
                 raise LeukonetError(f"{self.path}: run directory is not empty; pass --overwrite to "
                                     f"replace it, --resume {self.path} to continue it, or another --name")
-            owner = self._lock_owner()
+            owner = self.lock_owner()
             if owner:
                 raise LeukonetError(f"{self.path}: in use by process {owner}; wait for it or stop it")
             shutil.rmtree(self.path)
         self.path.mkdir(parents=True, exist_ok=True)
         self._lock()
 
-    def _lock_owner(self):
+    def lock_owner(self):
         """The live process holding this run's lock, or None."""
         try:
             pid = (self.path / ".lock").read_text().strip()
@@ -67,7 +67,7 @@ class RunDir:
         try:
             fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
         except FileExistsError:
-            owner = self._lock_owner()
+            owner = self.lock_owner()
             if owner:
                 raise LeukonetError(f"{self.path}: in use by process {owner}; wait for it or stop it") from None
             lock.unlink(missing_ok=True)  # left by a killed run
@@ -148,7 +148,8 @@ class Run:
 
         return evaluate(self, manifest, data_root, tta=tta, figures=figures, out_dir=out_dir)
 
-    def predict(self, images=None, manifest=None, data_root=None, tta=0, min_confidence=0.0):
+    def predict(self, images=None, manifest=None, data_root=None, tta=0, min_confidence=0.0,
+                max_pixels=None):
         """A DataFrame: one row per image with the predicted label and probabilities."""
         from leukonet.evaluate.predict import predict_with
 
@@ -156,15 +157,16 @@ class Run:
 
         return predict_with(self.model, self.classes, run_views(self.config), images=images,
                             manifest=manifest, data_root=data_root, tta=tta,
-                            min_confidence=min_confidence)
+                            min_confidence=min_confidence, max_pixels=max_pixels)
 
-    def explain(self, images, out_dir=None):
+    def explain(self, images, out_dir=None, max_pixels=None):
         """Grad-CAM overlays; returns the figure (and writes PNGs to out_dir if given)."""
         from leukonet.evaluate.explain import explain
 
         from leukonet.data.views import run_views
 
-        return explain(self.model, self.classes, run_views(self.config), images, out_dir)
+        return explain(self.model, self.classes, run_views(self.config), images, out_dir,
+                       max_pixels=max_pixels)
 
     def export(self, format="keras", out=None):
         from leukonet.evaluate.export import export

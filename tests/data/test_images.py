@@ -27,29 +27,55 @@ def _reason(excinfo):
 
 # ---- modes ---------------------------------------------------------------------------
 
-def test_rgba_png_alpha_is_composited_over_black(tmp_path):
+def test_rgba_png_alpha_is_composited_over_white(tmp_path):
+    # white is a smear's background: over black, a half-transparent cell looked half dark
     a = np.zeros((4, 5, 4), np.uint8)
     a[..., 0] = 200
     a[1:, :, 3] = 255  # row 0 fully transparent
     a[1, 1, 3] = 128   # half transparent
     rgb = images.open_rgb(_save(Image.fromarray(a, "RGBA"), tmp_path, "a.png"))
     assert rgb.shape == (4, 5, 3) and rgb.dtype == np.uint8
-    assert tuple(rgb[0, 0]) == (0, 0, 0)
+    assert tuple(rgb[0, 0]) == (255, 255, 255)
     assert tuple(rgb[2, 2]) == (200, 0, 0)
-    assert abs(int(rgb[1, 1, 0]) - 100) <= 1
+    assert abs(int(rgb[1, 1, 0]) - 227) <= 1 and abs(int(rgb[1, 1, 1]) - 127) <= 1
 
 
-def test_la_and_palette_transparency_become_black():
+def test_la_and_palette_transparency_become_white():
     la = Image.new("LA", (3, 3), (250, 255))
-    la.putpixel((0, 0), (250, 0))
+    la.putpixel((0, 0), (20, 0))
     rgb = images.decode_rgb(_bytes(la, "PNG"))
-    assert tuple(rgb[0, 0]) == (0, 0, 0) and tuple(rgb[1, 1]) == (250, 250, 250)
+    assert tuple(rgb[0, 0]) == (255, 255, 255) and tuple(rgb[1, 1]) == (250, 250, 250)
 
     p = Image.new("P", (3, 3), 1)
-    p.putpalette([255, 255, 255, 0, 200, 0] + [0] * 762)
+    p.putpalette([0, 0, 0, 0, 200, 0] + [0] * 762)
     p.putpixel((0, 0), 0)
-    rgb = images.decode_rgb(_bytes(p, "PNG", transparency=0))  # index 0 (white) transparent
-    assert tuple(rgb[0, 0]) == (0, 0, 0) and tuple(rgb[1, 1]) == (0, 200, 0)
+    rgb = images.decode_rgb(_bytes(p, "PNG", transparency=0))  # index 0 (black) transparent
+    assert tuple(rgb[0, 0]) == (255, 255, 255) and tuple(rgb[1, 1]) == (0, 200, 0)
+
+
+def test_sixteen_bit_pngs_are_scaled_not_clipped():
+    ramp = np.linspace(0, 65535, 64 * 64).reshape(64, 64).astype(np.uint16)
+    grey = images.decode_rgb(_bytes(Image.fromarray(ramp), "PNG"))
+    assert grey.max() == 255 and abs(int(grey[32, 32, 0]) - int(ramp[32, 32]) // 256) <= 1
+    cv2 = pytest.importorskip("cv2")
+    rgb16 = np.stack([ramp, ramp // 2, ramp // 4], -1)
+    ok, png = cv2.imencode(".png", rgb16[..., ::-1])
+    rgb = images.decode_rgb(png.tobytes())
+    assert tuple(rgb[63, 63]) == (255, 127, 63)
+
+
+def test_conversions_are_counted_once_per_file_by_mode():
+    since = images.converted_files()
+    grey = _bytes(Image.new("L", (4, 4), 77), "PNG")
+    rgba = _bytes(Image.new("RGBA", (4, 4), (9, 9, 9, 128)), "PNG")
+    for _ in range(3):  # read again each epoch: still one file each
+        images.decode_rgb(grey, "a.png")
+        images.decode_rgb(rgba, "b.png")
+    images.decode_rgb(rgba, "c.png")
+    images.decode_rgb(_bytes(Image.new("RGB", (4, 4)), "PNG"), "d.png")
+    assert images.conversion_note(since) == (
+        "converted to RGB: 1 greyscale, 2 with transparency (RGBA: composited over white)")
+    assert images.conversion_note(images.converted_files()) == ""
 
 
 def test_grayscale_gives_three_equal_channels(tmp_path):

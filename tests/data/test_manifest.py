@@ -193,4 +193,15 @@ def test_build_warns_about_large_and_mixed_families_and_reports_purity_by_image(
     # a second grouping step replaces the warnings instead of adding to them
     assert m._warn_families().notes == m.notes and len(m.notes) == 2
     small = Manifest(frame.iloc[150:160].assign(group=0, label="B"))._warn_families()
-    assert not small.notes  # ten images: any family is "large"; nothing to say
+    # ten images: any family is "large", nothing to say of that; but one family of B
+    assert small.notes == ["warning: too few families: class B has 1 family (10 images): it "
+                           "cannot be in every split (train, val, test); add images of it, or "
+                           "drop it from the manifest"]
+
+
+def test_build_says_how_many_images_it_converted_from_which_mode(tree):
+    root, _ = tree
+    Image.new("RGBA", (48, 48), (200, 100, 100, 128)).save(root / "EOSINOPHIL" / "alpha.png")
+    Image.new("L", (48, 48), 90).save(root / "EOSINOPHIL" / "grey.png")
+    m = Manifest.from_folder(root)
+    assert "converted to RGB: 1 greyscale, 1 with transparency (RGBA: composited over white)" in m.notes

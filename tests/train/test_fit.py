@@ -57,7 +57,7 @@ def test_resume_continues_from_the_saved_epoch(demo, tmp_path, monkeypatch):
     assert not (d / "metrics.json").exists()
     run = leukonet.fit(resume=d)
     history = pd.read_csv(d / "history.csv")
-    assert history["epoch"].tolist() == [0, 1, 2, 3]  # epochs 3-4 ran after the resume, once
+    assert history["epoch"].tolist() == [1, 2, 3, 4]  # epochs 3-4 ran after the resume, once
     assert run.metrics["epochs_run"] == 4
     assert "resuming run" in (d / "train.log").read_text()
 
