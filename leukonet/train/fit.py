@@ -88,6 +88,11 @@ def _fit_in(run_dir, config, data, image_size, resume, verbose):
                  "resuming" if resume else "starting", run_dir.path, len(data["train"]),
                  len(data["val"]), len(data["classes"]), config.backbone, *image_size)
         _warn_overlap(data["train"], data["val"])
+        unseen = sorted(set(data["classes"]) - set(data["val"].frame["label"]))
+        if unseen and len(data["val"]):
+            log.warning("warning: no validation images of %s: a class with too few families "
+                        "cannot be in every split; its accuracy is not measured",
+                        ", ".join(unseen))
         if resume is not None:
             _verify_data(run_dir, data)
         from leukonet.tf_only import released_train_graphs
@@ -262,10 +267,6 @@ def _resolve_data(config):
         raise LeukonetError(f"validation manifest has classes the training manifest lacks "
                             f"({', '.join(extra)}); use manifests with the same classes")
     val = _reindex(val, classes)
-    unseen = sorted(set(classes) - set(val.frame["label"])) if len(val) else []
-    if unseen:
-        log.warning("warning: no validation images of %s: a class with too few families cannot "
-                    "be in every split; its accuracy is not measured", ", ".join(unseen))
     missing = sorted(set(classes) - set(train.frame["label"]))
     if missing:
         raise LeukonetError(f"no training images for class(es) {', '.join(missing)}; add images or "

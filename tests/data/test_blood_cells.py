@@ -28,7 +28,7 @@ def blood_cells():
 
 def test_group_counts_purity_and_no_cross_split_family(built):
     frame = built.frame
-    assert len(frame) == 12444 and len(m.rejects) == 0
+    assert len(frame) == 12444 and len(built.rejects) == 0
     train, test = frame[frame["split"] == "TRAIN"], frame[frame["split"] == "TEST"]
     assert 300 <= train["group"].nunique() <= 450
     assert 80 <= test["group"].nunique() <= 120
