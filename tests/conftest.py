@@ -1,4 +1,5 @@
 """Shared fixtures: small generated image trees, and the real data set when present."""
+import os
 from pathlib import Path
 
 import numpy as np
@@ -7,6 +8,9 @@ from PIL import Image, ImageDraw
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "datasets"
 BLOOD_CELLS = SHARED / "blood-cells" / "images"
+# PBC (Acevedo et al. 2020) is too large for ../shared: ../pbc beside the checkout, or
+# the folder LEUKONET_PBC names (data_manifests/pbc/README.md)
+PBC = Path(os.environ.get("LEUKONET_PBC") or Path(__file__).resolve().parents[1].parent / "pbc")
 
 
 def draw_source(rng, size=(48, 48)):
@@ -104,3 +108,11 @@ def blood_cells():
     if not BLOOD_CELLS.is_dir():
         pytest.skip("../shared/datasets/blood-cells is not here (a user's clone has none)")
     return BLOOD_CELLS
+
+
+@pytest.fixture
+def pbc():
+    if not (PBC / "neutrophil").is_dir():
+        pytest.skip(f"{PBC}: no PBC images here (a user's clone and CI have none); "
+                    "data_manifests/pbc/README.md says how to get them")
+    return PBC
