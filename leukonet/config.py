@@ -41,7 +41,7 @@ class FitConfig:
     head_filters: int = 128
     head_units: int | None = None
     dropout: float = 0.3
-    weights: str = "imagenet"  # imagenet | none | FILE.h5 | RUN_DIR | MODEL.keras
+    weights: str = "imagenet"  # imagenet | none | shipped (pbc) | FILE.h5 | RUN_DIR | MODEL.keras
     multitask: dict | None = None  # {"name": ..., "map": {label: aux label}, "loss_weight": 0.5}
     # training
     epochs: int = 30

@@ -12,7 +12,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("script", ["fit_overhead.py", "feature_cache.py", "loader.py", "soak.py",
-                                    "cpu_allocator.py", "originals_labels.py"])
+                                    "cpu_allocator.py", "originals_labels.py", "transfer.py"])
 def test_benchmark_quick_mode(script, tmp_path):
     if script in ("loader.py", "originals_labels.py") and not BLOOD_CELLS.is_dir():
         pytest.skip(f"{script} reads the blood-cells set (../shared absent)")

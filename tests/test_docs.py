@@ -13,8 +13,9 @@ import pytest
 from leukonet.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCS = ["README.md", "benchmarks/results/accuracy_cpu.md",
-        "data_manifests/blood-cells/README.md"]
+DOCS = ["README.md", "benchmarks/results/accuracy_cpu.md", "benchmarks/results/pbc.md",
+        "data_manifests/blood-cells/README.md",
+        "data_manifests/pbc/README.md", "leukonet/weights/simple_cnn_wide.pbc_v1/README.md"]
 
 
 def doc_commands(path):

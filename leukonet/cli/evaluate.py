@@ -8,7 +8,7 @@ from leukonet.errors import LeukonetError
 
 def add_parser(sub):
     e = sub.add_parser("evaluate", help="metrics, confusion matrix, calibration on a manifest")
-    e.add_argument("run", help="run directory")
+    e.add_argument("run", help="run directory, or shipped weights by name (e.g. pbc)")
     e.add_argument("--manifest", required=True)
     e.add_argument("--data-root", required=True)
     e.add_argument("--tta", type=int, default=0, help="average N flipped/rotated views")
@@ -17,7 +17,7 @@ def add_parser(sub):
     e.set_defaults(func=evaluate)
 
     p = sub.add_parser("predict", help="predict images, folders or a manifest; differential count")
-    p.add_argument("model", help="run directory or MODEL.keras")
+    p.add_argument("model", help="run directory, MODEL.keras, or shipped weights by name (e.g. pbc)")
     p.add_argument("images", nargs="*", help="image files or folders")
     p.add_argument("--manifest", help="a CSV with a `path` column instead of images (labels "
                    "not needed)")
@@ -36,7 +36,7 @@ def add_parser(sub):
     p.set_defaults(func=predict)
 
     x = sub.add_parser("explain", help="Grad-CAM heatmaps over images")
-    x.add_argument("run")
+    x.add_argument("run", help="run directory, or shipped weights by name (e.g. pbc)")
     x.add_argument("images", nargs="+")
     x.add_argument("-o", "--output", required=True, help="folder for the PNGs")
     x.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
@@ -44,23 +44,27 @@ def add_parser(sub):
     x.set_defaults(func=explain)
 
     t = sub.add_parser("export", help="export the best model for deployment")
-    t.add_argument("run")
+    t.add_argument("run", help="run directory, or shipped weights by name (e.g. pbc)")
     t.add_argument("--format", default="keras", help="keras | saved_model | tflite | onnx")
     t.add_argument("-o", "--output")
     t.set_defaults(func=export)
 
     r = sub.add_parser("report", help="one self-contained HTML page for a run")
-    r.add_argument("run")
+    r.add_argument("run", help="run directory, or shipped weights by name (e.g. pbc)")
     r.add_argument("-o", "--output")
     r.set_defaults(func=report)
 
 
 def _run(path):
+    from leukonet.models import weights
     from leukonet.train.run import Run
 
     p = Path(path)
+    if weights.canonical(path) and not (p / "config.json").is_file():
+        return Run(path)  # shipped weights by name, e.g. `leukonet predict pbc ...`
     if not p.is_dir():
-        raise LeukonetError(f"{p}: no such run directory")
+        raise LeukonetError(f"{p}: no such run directory (nor shipped weights: `leukonet "
+                            "backbones` lists them)")
     if not (p / "model.keras").is_file():
         raise LeukonetError(f"{p}: no model.keras here (has the run finished an epoch?)")
     return Run(p)
@@ -94,9 +98,11 @@ def predict(args):
     from leukonet.data.views import run_views, view
     from leukonet.evaluate.predict import differential_count, predict_with
 
+    from leukonet.models import weights
+
     p = Path(args.model)
-    if p.is_dir():
-        run = _run(p)
+    if p.is_dir() or weights.canonical(args.model):
+        run = _run(args.model)
         model, classes, views = run.model, run.classes, run_views(run.config)
     else:
         import json

@@ -62,7 +62,8 @@ def add_fit_arguments(p):
     m.add_argument("--head-filters", type=int)
     m.add_argument("--head-units", type=int)
     m.add_argument("--dropout", type=float)
-    m.add_argument("--weights", help="imagenet | none | FILE.h5 | RUN_DIR | MODEL.keras")
+    m.add_argument("--weights", help="imagenet | none | shipped weights by name (pbc: `leukonet "
+                   "backbones` lists them) | FILE.h5 | RUN_DIR | MODEL.keras")
     m.add_argument("--multitask", help="JSON file or string: {\"name\": \"nucleus\", \"map\": "
                    "{label: second label}, \"loss_weight\": 0.5}")
     t = p.add_argument_group("training")
@@ -168,7 +169,13 @@ def run(args):
             config = demo_config()
         else:
             config = _start_config(args)
-        result = fit(config.replace(**_overrides(args)))
+        given = _overrides(args)
+        config = config.replace(**given)
+        if not (args.demo or args.config or args.preset or "backbone" in given):
+            from leukonet.train.fit import backbone_from_weights
+
+            config = backbone_from_weights(config)  # `--weights pbc` alone: its backbone
+        result = fit(config)
     m = result.metrics
     if "refit" in m:
         what = "cross-validation accuracy (the refit model's estimate)"

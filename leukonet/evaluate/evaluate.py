@@ -40,8 +40,13 @@ def _frame_for(manifest_path, classes):
     m = Manifest.read_csv(manifest_path)
     unknown = sorted(set(m.frame["label"]) - set(classes))
     if unknown:
+        lower = {c.lower() for c in classes}
+        fix = ("; the names differ only in case: rename the labels in the manifest"
+               if all(u.lower() in lower for u in unknown) else
+               "; to score other classes, fine-tune on them first (leukonet fit --weights "
+               "<this model> ...)")
         raise LeukonetError(f"{manifest_path}: class(es) {', '.join(unknown)} unknown to the model, "
-                            f"which knows {', '.join(classes)}")
+                            f"which knows {', '.join(classes)}{fix}")
     frame = m.frame.copy()
     frame["label_index"] = frame["label"].map({c: i for i, c in enumerate(classes)}).astype(int)
     return frame, m.has_groups
@@ -70,7 +75,7 @@ def evaluate(run, manifest, data_root, tta=0, batch_size=None, figures=True, out
     if has_groups:
         result["by_family"], tables["families"] = M.family_metrics(
             y, proba.argmax(axis=1), frame["group"].to_numpy()[rows], classes)
-    out = Path(out_dir) if out_dir else Path(run.path) / "eval" / Path(manifest).stem
+    out = Path(out_dir) if out_dir else Path(run.out_dir) / "eval" / Path(manifest).stem
     predictions = predictions_table(frame["path"].to_numpy()[rows], proba, classes, loader.bad)
     predictions.insert(1, "label", list(frame["label"].to_numpy()[rows]) + [""] * len(loader.bad))
     if has_groups:  # lets `leukonet compare` pair two evaluations family by family

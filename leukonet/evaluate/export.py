@@ -26,7 +26,7 @@ def export(run, fmt, out=None):
     zeros = [np.zeros((1, *i.shape[1:]), np.float32) for i in model.inputs]
     model(zeros if len(zeros) > 1 else zeros[0])
     suffix = {"keras": ".keras", "tflite": ".tflite", "onnx": ".onnx", "saved_model": ""}[fmt]
-    out = Path(out) if out else Path(run.path) / "export" / f"model{suffix or '_saved_model'}"
+    out = Path(out) if out else Path(run.out_dir) / "export" / f"model{suffix or '_saved_model'}"
     if fmt == "keras":
         with io.atomic_path(out) as tmp:
             model.save(tmp)

@@ -41,16 +41,24 @@ def report(run, out=None, gradcam_images=6):
     path = Path(run.path)
     parts = [f"<h1>leukonet run {html.escape(path.name)}</h1>"]
     parts.append("<h2>Configuration</h2><pre>" + html.escape(json.dumps(run.config.to_dict(), indent=2)) + "</pre>")
-    train = Manifest.read_csv(path / "train_manifest.csv")
-    val = Manifest.read_csv(path / "val_manifest.csv")
-    counts = pd.DataFrame({"train": train.frame["label"].value_counts(),
-                           "validation": val.frame["label"].value_counts()}).fillna(0).astype(int)
-    verdict = audit(train, val, names=["train", "validation"]).verdict
-    parts.append("<h2>Data</h2>" + _table(counts) +
-                 f'<p class="verdict">Leakage audit: {html.escape(verdict)}</p>')
+    val = None
+    if (path / "train_manifest.csv").is_file():
+        train = Manifest.read_csv(path / "train_manifest.csv")
+        val = Manifest.read_csv(path / "val_manifest.csv")
+        counts = pd.DataFrame({"train": train.frame["label"].value_counts(),
+                               "validation": val.frame["label"].value_counts()}).fillna(0).astype(int)
+        verdict = audit(train, val, names=["train", "validation"]).verdict
+        parts.append("<h2>Data</h2>" + _table(counts) +
+                     f'<p class="verdict">Leakage audit: {html.escape(verdict)}</p>')
+    elif (path / "card.json").is_file():  # shipped weights: their card says what they saw
+        card = json.loads((path / "card.json").read_text(encoding="utf-8"))
+        rows = "".join(f"<li>{html.escape(f'{k}: {v}')}</li>" for k, v in card.get("data", {}).items())
+        parts.append(f"<h2>Data</h2><p>{html.escape(card.get('scope', ''))}</p><ul>{rows}</ul>")
     history = run.history
     parts.append("<h2>Curves</h2>" + (_img(plots.curves(history)) if len(history) else "<p>no history</p>"))
-    evals = sorted(p for p in (path / "eval").glob("*/metrics.json")) if (path / "eval").is_dir() else []
+    # a run's evaluations are in it; those of shipped weights in ./<name>/eval
+    evals = sorted({m for d in {path, Path(run.out_dir)} if (d / "eval").is_dir()
+                    for m in (d / "eval").glob("*/metrics.json")})
     metric_html, conf_html, cal_html, loss_html = [], [], [], []
     for m in evals:
         d, name = m.parent, m.parent.name
@@ -73,12 +81,14 @@ def report(run, out=None, gradcam_images=6):
     parts.append("<h2>Top losses</h2>" + ("".join(loss_html) or none))
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>leukonet {html.escape(path.name)}"
             f"</title><style>{_STYLE}</style></head><body>{''.join(parts)}</body></html>")
-    out = Path(out) if out else path / "report.html"
+    out = Path(out) if out else Path(run.out_dir) / "report.html"
     io.write_text(out, page)
     return out
 
 
 def _gradcam(run, val, n):
+    if val is None:
+        return "<p>no validation manifest in this folder (shipped weights)</p>"
     root = Path(run.config.data_root or "")
     files = [root / p for p in val.frame["path"].head(n)]
     files = [f for f in files if f.is_file()]

@@ -46,16 +46,26 @@ def build_model(config, num_classes, image_size, aux_classes=None) -> keras.Mode
 
 
 def load_backbone_weights(model, source, backbone_name):
-    """Initialise the backbone from a weights file, an earlier run or a ``.keras`` model."""
+    """Initialise the backbone from shipped weights (``pbc``), a weights file, an earlier
+    run or a ``.keras`` model."""
+    from leukonet.models import weights as shipped
+
     backbone = model.get_layer(BACKBONE_LAYER)
     path = Path(source)
+    if shipped.canonical(source) and not path.exists():
+        entry = shipped.WEIGHTS[shipped.canonical(source)]
+        if entry.backbone != backbone_name:
+            raise LeukonetError(f"--weights {source}: {entry.name} is a {entry.backbone} backbone; "
+                                f"pass --backbone {entry.backbone} (not {backbone_name})")
+        path = shipped.folder(source)
     if path.is_dir():
         path = path / "model.keras"
         if not path.is_file():
             raise LeukonetError(f"{source}: not a leukonet run directory (no model.keras)")
     if not path.is_file():
-        raise LeukonetError(f"--weights {source}: no such file; use imagenet, none, a .h5 "
-                            "weights file, a .keras model or a run directory")
+        raise LeukonetError(f"--weights {source}: no such file; use imagenet, none, shipped "
+                            "weights (`leukonet backbones` lists them), a .h5 weights file, a "
+                            ".keras model or a run directory")
     if path.suffix == ".keras":
         import leukonet.models.preprocessing  # noqa: F401 - registers Preprocess for loading
 

@@ -36,7 +36,10 @@ def fit(config: FitConfig | None = None, resume=None, verbose=2, **overrides) ->
                             "resume", run_dir.path)
             return Run(run_dir.path)
     else:
+        given = config
         config = (config or FitConfig()).replace(**overrides) if overrides else (config or FitConfig())
+        if given is None and "backbone" not in overrides:
+            config = backbone_from_weights(config)
         run_dir = RunDir(config.run_dir or default_run_dir(config))
         config = _absolute_paths(config)
     _check_options(config)
@@ -55,6 +58,15 @@ def fit(config: FitConfig | None = None, resume=None, verbose=2, **overrides) ->
     with open_run_dir(run_dir, config.overwrite, resume is not None):
         _fit_in(run_dir, config, data, image_size, resume, verbose)
     return Run(run_dir.path)
+
+
+def backbone_from_weights(config):
+    """Shipped weights (``weights="pbc"``) bring their architecture when no backbone was
+    named: the default backbone could not take them."""
+    from leukonet.models.weights import backbone_of
+
+    backbone = backbone_of(config.weights)
+    return config.replace(backbone=backbone) if backbone else config
 
 
 @contextlib.contextmanager

@@ -109,7 +109,12 @@ class Run:
     """A finished (or interrupted) run: ``config``, ``history``, ``metrics``, ``model``."""
 
     def __init__(self, path):
-        self.dir = RunDir(path)
+        from leukonet.models import weights as shipped
+
+        # shipped weights by name (`pbc`), unless a run folder of that name is here
+        named = shipped.canonical(path) and not (Path(path) / "config.json").is_file()
+        self.shipped = str(path) if named else None  # the name as given (pbc)
+        self.dir = RunDir(shipped.folder(path) if named else path)
         if not self.dir.config.is_file():
             raise LeukonetError(f"{path}: not a leukonet run directory (no config.json)")
         from leukonet.config import FitConfig
@@ -120,6 +125,12 @@ class Run:
     @property
     def path(self):
         return self.dir.path
+
+    @property
+    def out_dir(self) -> Path:
+        """Where outputs go by default (eval/, report.html, export/): the run folder, or for
+        shipped weights (inside the installed package) a folder of their name here."""
+        return Path(self.shipped) if self.shipped else self.path
 
     @property
     def history(self) -> pd.DataFrame:
