@@ -65,7 +65,9 @@ class FitConfig:
     folds: int = 1  # >1: k-fold cross-validation over the train+val families; the fold models averaged
     refit: bool = False  # with folds: then one model on all rows (no validation) is the run's model
     mixed_precision: bool = False
-    jit: bool = False
+    # None: Keras' "auto": XLA where Keras turns it on (always on JAX, whose steps otherwise
+    # run op by op, 2-4x slower; on TensorFlow only with a GPU); True / False: forced
+    jit: bool | None = None
     seed: int = 0
     strategy: str = "default"  # default | mirrored | multiworker | tpu
     # run directory

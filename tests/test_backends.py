@@ -101,6 +101,12 @@ from leukonet.config import FitConfig
 """ + _PREPARE + """
 m = build_model(FitConfig(backbone="resnet18", head="conv", weights="none"), 3, (32, 32))
 assert m.predict(np.zeros((2, 32, 32, 3)), verbose=0).shape == (2, 3)
+# the default (jit None: Keras' "auto") compiles the step on JAX; --no-jit does not
+from leukonet.train.fit import _compile
+_compile(m, FitConfig(), 1e-3, None)
+assert m.jit_compile is True, m.jit_compile
+_compile(m, FitConfig(jit=False), 1e-3, None)
+assert m.jit_compile is False
 run = leukonet.fit(run_dir="run", precise_bn=2, lr_schedule="cosine", nucleus_crop=0.9, mixup=0.2,
                    **common)
 again = leukonet.load_run("run").model

@@ -104,7 +104,11 @@ def add_fit_arguments(p):
                    "one model trains on all the rows and is the run's model; the out-of-fold "
                    "accuracy is its estimate")
     t.add_argument("--mixed-precision", action="store_true", default=None)
-    t.add_argument("--jit", action="store_true", default=None)
+    t.add_argument("--jit", action="store_true", default=None,
+                   help="compile the training step with XLA (default: where Keras does, i.e. on "
+                   "JAX and on a TensorFlow GPU)")
+    t.add_argument("--no-jit", dest="jit", action="store_false", default=None,
+                   help="never compile with XLA")
     t.add_argument("--seed", type=int)
     t.add_argument("--strategy", help="default | mirrored | multiworker | tpu")
 

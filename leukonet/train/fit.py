@@ -431,7 +431,7 @@ def _compile(model, config, lr, aux_classes, decay_steps=None, steps_per_executi
     # resumes it); the EMAWeights callback swaps it in for validation and checkpoints.
     optimizer = keras.optimizers.Adam(lr, use_ema=config.ema > 0, ema_momentum=config.ema or 0.99)
     model.compile(optimizer=optimizer, loss=losses, loss_weights=weights,
-                  metrics=metrics, jit_compile=bool(config.jit),
+                  metrics=metrics, jit_compile="auto" if config.jit is None else bool(config.jit),
                   steps_per_execution=steps_per_execution)
 
 
