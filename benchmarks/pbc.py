@@ -36,10 +36,10 @@ ATTEMPTS = {
     "a1": ["--nucleus-crop", "0", "--epochs", "40"],  # the whole 360x363 frame
     "a2": ["--nucleus-crop", "0.6", "--epochs", "30"],  # the cell at ~2x the scale
 }
-SHIPPED_ATTEMPT = "a1"
+SHIPPED_ATTEMPT = "a2"
 
 SCOPE = ("Trained on single-cell crops from one analyser (CellaVision DM96), May-Grünwald-"
-         "Giemsa stain, healthy donors, 360x363 crops {view} at {size}: other labs, stains "
+         "Giemsa stain, healthy donors, 360x363 images {view} at {size}: other labs, stains "
          "and crops fine-tune first (`leukonet fit --weights pbc` on a few hundred labelled "
          "cells of their own).")
 CITATION = ("Acevedo A, Merino A, Alférez S, Molina Á, Boldú L, Rodellar J. A dataset of "

@@ -32,8 +32,8 @@ class ShippedWeights:
 WEIGHTS = {w.name: w for w in [
     ShippedWeights(
         "simple_cnn_wide.pbc_v1", "simple_cnn_wide",
-        "8927379b54a2ff6a319323bf78bb620b65af83d25403351d35eb1e4bdf9c505a",
-        "8 PBC classes (CellaVision DM96, MGG), whole crop at 128x128; PBC TEST 95.2 %", aliases=("pbc",)),
+        "f0f1b760280dfd7562d8d03b70d7b4b92126345e325bc93e53201a3d2a207307",
+        "8 PBC classes (CellaVision DM96, MGG), nucleus crop 0.6 at 128x128; PBC TEST 97.1 %", aliases=("pbc",)),
 ]}
 ALIASES = {alias: w.name for w in WEIGHTS.values() for alias in w.aliases}
 
