@@ -1,23 +1,32 @@
 """``leukonet augment-preview``: a grid of augmented training samples, to check the policy."""
+from leukonet.cli.fit import AUGMENT_HELP
 from leukonet.config import FitConfig, parse_size
 
 
 def add_parser(sub):
-    p = sub.add_parser("augment-preview", help="draw a grid of augmented samples")
-    p.add_argument("--manifest", required=True)
-    p.add_argument("--data-root", required=True)
+    p = sub.add_parser("augment-preview", help="draw a grid of augmented samples",
+                       description="Draw random images of a manifest, each beside augmented "
+                       "views of it, as fit's training augmentation would make them. The "
+                       "augmentation flags take fit's defaults; 0 turns one off.")
+    p.add_argument("--manifest", required=True, help="manifest CSV to draw the images from")
+    p.add_argument("--data-root", required=True, help="folder the manifest paths are relative to")
     p.add_argument("-o", "--output", required=True, help="PNG to write")
     p.add_argument("--samples", type=int, default=6, help="rows: images from the manifest")
     p.add_argument("--views", type=int, default=5, help="augmented views per image")
-    p.add_argument("--image-size", default="120x160")
+    p.add_argument("--image-size", default="120x160", help="HxW the images are resized to "
+                   "(default %(default)s)")
     p.add_argument("--nucleus-crop", type=float, default=0.0, help="crop around the nucleus first "
                    "(fraction of the short side), as fit --nucleus-crop")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the images drawn and their "
+                   "views (default %(default)s)")
     defaults = FitConfig()
-    p.add_argument("--rotate", type=float, default=defaults.rotate)
-    p.add_argument("--no-flip", dest="flip", action="store_false")
+    p.add_argument("--rotate", type=float, default=defaults.rotate,
+                   help=f"{AUGMENT_HELP['rotate']} (default %(default)s)")
+    p.add_argument("--no-flip", dest="flip", action="store_false",
+                   help="no flips (default: horizontal and vertical flips)")
     for name in ("zoom", "shift", "brightness", "contrast", "hue", "saturation"):
-        p.add_argument(f"--{name}", type=float, default=getattr(defaults, name))
+        p.add_argument(f"--{name}", type=float, default=getattr(defaults, name),
+                       help=f"{AUGMENT_HELP[name]} (default %(default)s)")
     p.set_defaults(func=run)
 
 

@@ -6,7 +6,8 @@ def add_parser(sub):
                        description="Write a small procedurally drawn 4-class cell data set "
                        "(SYNTHETIC, not real blood) with families of augmented copies.")
     p.add_argument("dir", help="folder to create (DIR/TRAIN/<class>/, DIR/TEST/<class>/)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the drawn cells and their "
+                   "copies (default %(default)s)")
     p.add_argument("--overwrite", action="store_true", help="replace demo data made with other settings")
     p.set_defaults(func=run)
 

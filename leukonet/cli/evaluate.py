@@ -9,16 +9,21 @@ from leukonet.errors import LeukonetError
 def add_parser(sub):
     e = sub.add_parser("evaluate", help="metrics, confusion matrix, calibration on a manifest")
     e.add_argument("run", help="run directory, or shipped weights by name (e.g. pbc)")
-    e.add_argument("--manifest", required=True)
-    e.add_argument("--data-root", required=True)
+    e.add_argument("--manifest", required=True, help="manifest CSV of the images to evaluate "
+                   "(labels needed), e.g. test.csv")
+    e.add_argument("--data-root", required=True, help="folder the manifest paths are relative to")
     e.add_argument("--tta", type=int, default=0, help="average N flipped/rotated views")
     e.add_argument("-o", "--out", help="folder for the results (default RUN/eval/<manifest name>; "
                    "e.g. RUN/eval/test-tta4 to keep the plain evaluation for `leukonet compare`)")
     e.set_defaults(func=evaluate)
 
-    p = sub.add_parser("predict", help="predict images, folders or a manifest; differential count")
+    p = sub.add_parser("predict", help="predict images, folders or a manifest; differential count",
+                       description="Classify loose images and folders (searched recursively), or "
+                       "the rows of --manifest with --data-root (then give no images), and write one "
+                       "row per image plus the differential count (cells per class).")
     p.add_argument("model", help="run directory, MODEL.keras, or shipped weights by name (e.g. pbc)")
-    p.add_argument("images", nargs="*", help="image files or folders")
+    p.add_argument("images", nargs="*", help="image files or folders (searched recursively); "
+                   "none with --manifest")
     p.add_argument("--manifest", help="a CSV with a `path` column instead of images (labels "
                    "not needed)")
     p.add_argument("--data-root", help="with --manifest: the folder its paths are relative to")
@@ -37,7 +42,7 @@ def add_parser(sub):
 
     x = sub.add_parser("explain", help="Grad-CAM heatmaps over images")
     x.add_argument("run", help="run directory, or shipped weights by name (e.g. pbc)")
-    x.add_argument("images", nargs="+")
+    x.add_argument("images", nargs="+", help="image files or folders (searched recursively)")
     x.add_argument("-o", "--output", required=True, help="folder for the PNGs")
     x.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS,
                    help="reject larger images (decompression bombs; default %(default)s)")
@@ -46,12 +51,13 @@ def add_parser(sub):
     t = sub.add_parser("export", help="export the best model for deployment")
     t.add_argument("run", help="run directory, or shipped weights by name (e.g. pbc)")
     t.add_argument("--format", default="keras", help="keras | saved_model | tflite | onnx")
-    t.add_argument("-o", "--output")
+    t.add_argument("-o", "--output", help="file (folder for saved_model) to write; default "
+                   "RUN/export/model.<format> (RUN/export/model_saved_model)")
     t.set_defaults(func=export)
 
     r = sub.add_parser("report", help="one self-contained HTML page for a run")
     r.add_argument("run", help="run directory, or shipped weights by name (e.g. pbc)")
-    r.add_argument("-o", "--output")
+    r.add_argument("-o", "--output", help="HTML file to write (default RUN/report.html)")
     r.set_defaults(func=report)
 
 

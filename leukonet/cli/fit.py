@@ -7,24 +7,40 @@ from leukonet.errors import LeukonetError
 _DEFAULTS = FitConfig()
 
 
-def _bool_pair(p, name, default, help):
+# What each augmentation value means (shared with `leukonet augment-preview`).
+AUGMENT_HELP = {
+    "rotate": "rotate by up to +-this many degrees",
+    "zoom": "zoom by a factor in [1-Z, 1+Z]",
+    "shift": "shift by up to +-this fraction of the height/width",
+    "brightness": "add up to +-this fraction of 255 to the pixels",
+    "contrast": "scale contrast by a factor in [1-C, 1+C]",
+    "hue": "turn the hue by up to +-this fraction of a full turn",
+    "saturation": "scale saturation by a factor in [1-S, 1+S]",
+}
+
+
+def _bool_pair(p, name, default, help, no_help):
     dest = name.replace("-", "_")
     p.add_argument(f"--{name}", dest=dest, action="store_true", default=None, help=help)
-    p.add_argument(f"--no-{name}", dest=dest, action="store_false")
+    p.add_argument(f"--no-{name}", dest=dest, action="store_false", help=no_help)
 
 
 def add_parser(sub):
     p = sub.add_parser("fit", help="train a classifier on a manifest",
-                       description="Train a white-blood-cell classifier. Flags left out take "
-                       "their value from --config, else the defaults shown.")
+                       description="Train a white-blood-cell classifier. Give --manifest and "
+                       "--data-root (or a --config that names them), or --demo, or --resume "
+                       "RUN_DIR alone. Flags left out take their value from --config or --preset, "
+                       "else the defaults shown.")
     p.add_argument("--demo", action="store_true", help="make the SYNTHETIC demo data and train "
                    "simple_cnn on it (the main job; under 3 minutes on 2 CPU cores)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run (no other flags)")
     add_fit_arguments(p)
     r = p.add_argument_group("run directory")
     r.add_argument("--run-dir", help="default runs/<name>")
-    r.add_argument("--name")
-    r.add_argument("--overwrite", action="store_true", default=None)
+    r.add_argument("--name", help="run name: the run directory is runs/NAME unless --run-dir "
+                   "is given (default BACKBONE-HEAD-YYYYMMDD-HHMMSS)")
+    r.add_argument("--overwrite", action="store_true", default=None,
+                   help="replace a non-empty run directory (its run is deleted)")
     p.set_defaults(func=run)
 
 
@@ -50,30 +66,40 @@ def add_fit_arguments(p):
     d.add_argument("--nucleus-crop", type=float, metavar="FRACTION", help="crop a square of this "
                    "fraction of the short side around the stained nucleus before resizing (e.g. 0.83)")
     a = p.add_argument_group("augmentation (training only; 0 turns one off)")
-    a.add_argument("--rotate", type=float, help=f"max degrees (default {_DEFAULTS.rotate})")
-    _bool_pair(a, "flip", True, "horizontal and vertical flips (default on)")
+    a.add_argument("--rotate", type=float, help=f"{AUGMENT_HELP['rotate']} (default {_DEFAULTS.rotate})")
+    _bool_pair(a, "flip", True, "horizontal and vertical flips (default on)",
+               "no flips")
     for name in ("zoom", "shift", "brightness", "contrast", "hue", "saturation"):
-        a.add_argument(f"--{name}", type=float, help=f"(default {getattr(_DEFAULTS, name)})")
+        a.add_argument(f"--{name}", type=float,
+                       help=f"{AUGMENT_HELP[name]} (default {getattr(_DEFAULTS, name)})")
     a.add_argument("--mixup", type=float, metavar="ALPHA", help="blend pairs of training images "
                    "and their labels by a Beta(ALPHA, ALPHA) weight (keras.layers.MixUp; e.g. 0.2)")
     m = p.add_argument_group("model")
     m.add_argument("--backbone", help=f"see `leukonet backbones` (default {_DEFAULTS.backbone})")
     m.add_argument("--head", help="conv | gap | dense | bilstm (default conv)")
-    m.add_argument("--head-filters", type=int)
-    m.add_argument("--head-units", type=int)
-    m.add_argument("--dropout", type=float)
+    m.add_argument("--head-filters", type=int, help="Conv2D filters of the conv head (default "
+                   f"{_DEFAULTS.head_filters}; the other heads ignore it)")
+    m.add_argument("--head-units", type=int, help="units of the dense head's Dense layer (default "
+                   "256) or of each bilstm LSTM (default 64); conv and gap ignore it")
+    m.add_argument("--dropout", type=float, help="dropout rate at the end of the head, 0-1 "
+                   f"(default {_DEFAULTS.dropout})")
     m.add_argument("--weights", help="imagenet | none | shipped weights by name (pbc: `leukonet "
                    "backbones` lists them) | FILE.h5 | RUN_DIR | MODEL.keras")
     m.add_argument("--multitask", help="JSON file or string: {\"name\": \"nucleus\", \"map\": "
                    "{label: second label}, \"loss_weight\": 0.5}")
     t = p.add_argument_group("training")
-    t.add_argument("--epochs", type=int)
-    t.add_argument("--lr", type=float)
-    t.add_argument("--lr-patience", type=int)
-    t.add_argument("--lr-factor", type=float)
+    t.add_argument("--epochs", type=int, help="most epochs in all, --freeze-epochs included "
+                   f"(default {_DEFAULTS.epochs}; --stop-patience may end sooner)")
+    t.add_argument("--lr", type=float, help="learning rate (with --freeze-epochs: of the head-only "
+                   f"stage; default {_DEFAULTS.lr:g})")
+    t.add_argument("--lr-patience", type=int, help="plateau schedule: epochs without improvement "
+                   f"of --monitor before the learning rate drops (default {_DEFAULTS.lr_patience})")
+    t.add_argument("--lr-factor", type=float, help="plateau schedule: multiply the learning rate "
+                   f"by this on a plateau, 0-1 (default {_DEFAULTS.lr_factor})")
     t.add_argument("--lr-schedule", choices=["plateau", "cosine"], help="plateau: ReduceLROnPlateau "
                    "(default); cosine: decay to 0 over the epochs")
-    t.add_argument("--stop-patience", type=int)
+    t.add_argument("--stop-patience", type=int, help="stop after this many epochs without "
+                   f"improvement of --monitor (EarlyStopping; default {_DEFAULTS.stop_patience})")
     t.add_argument("--monitor", choices=["val_loss", "val_accuracy"], help="the validation score "
                    "that picks the checkpoint (model.keras) and drives ReduceLROnPlateau and "
                    "EarlyStopping (default val_loss; a run without validation uses the training "
@@ -81,14 +107,19 @@ def add_fit_arguments(p):
     t.add_argument("--freeze-epochs", type=int, help="train the head only for N epochs first")
     t.add_argument("--unfreeze", type=float, help="then fine-tune this fraction (<=1) or number "
                    "of top backbone layers")
-    t.add_argument("--fine-tune-lr", type=float)
-    t.add_argument("--freeze-backbone", action="store_true", default=None)
+    t.add_argument("--fine-tune-lr", type=float, help="learning rate of the fine-tuning stage "
+                   "after --freeze-epochs (default --lr / 10)")
+    t.add_argument("--freeze-backbone", action="store_true", default=None,
+                   help="keep the backbone frozen throughout: train the head only")
     t.add_argument("--cache-features", action="store_true", default=None,
                    help="with --freeze-backbone: compute backbone features once, train the head "
                    "from the cache (fast on CPUs)")
     t.add_argument("--feature-views", type=int, help="augmented views cached per image (default 1)")
-    t.add_argument("--class-weight", choices=["balanced"])
-    t.add_argument("--label-smoothing", type=float)
+    t.add_argument("--class-weight", choices=["balanced"], help="balanced: weight the loss by "
+                   "inverse class frequency in the training rows (default: unweighted; not with "
+                   "--multitask)")
+    t.add_argument("--label-smoothing", type=float, help="soften the one-hot targets by this "
+                   f"amount, 0-1 (default {_DEFAULTS.label_smoothing}: none)")
     t.add_argument("--precise-bn", type=int, metavar="BATCHES", help="re-estimate BatchNorm "
                    "statistics on this many clean training batches before each validation")
     t.add_argument("--ema", type=float, metavar="MOMENTUM", help="validate and checkpoint an "
@@ -103,13 +134,15 @@ def add_fit_arguments(p):
                    "models train without validation (last epoch kept, like the final model), then "
                    "one model trains on all the rows and is the run's model; the out-of-fold "
                    "accuracy is its estimate")
-    t.add_argument("--mixed-precision", action="store_true", default=None)
+    t.add_argument("--mixed-precision", action="store_true", default=None,
+                   help="compute in float16 (Keras mixed_float16 policy; for GPUs)")
     t.add_argument("--jit", action="store_true", default=None,
                    help="compile the training step with XLA (default: where Keras does, i.e. on "
                    "JAX and on a TensorFlow GPU)")
     t.add_argument("--no-jit", dest="jit", action="store_false", default=None,
                    help="never compile with XLA")
-    t.add_argument("--seed", type=int)
+    t.add_argument("--seed", type=int, help="seed for weights, shuffling, augmentation and the "
+                   f"on-the-fly validation split (default {_DEFAULTS.seed})")
     t.add_argument("--strategy", help="default | mirrored | multiworker | tpu")
 
 

@@ -43,39 +43,45 @@ def add_parser(sub):
     b.set_defaults(func=build)
 
     s = msub.add_parser("split", help="group-aware stratified train/val(/test) split")
-    s.add_argument("manifest")
+    s.add_argument("manifest", help="manifest CSV to split (from `leukonet manifest build`)")
     s.add_argument("--val", type=float, default=0.2, help="validation fraction (default 0.2)")
     s.add_argument("--test", type=float, help="test fraction of the whole set; without it a "
                    "TEST split folder is kept as the test set")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=int, default=0, help="seed of the random assignment of "
+                   "families to splits (default %(default)s)")
     s.add_argument("-o", "--output-dir", help="where train.csv/val.csv/test.csv go "
                    "(default: beside the manifest)")
-    s.add_argument("--overwrite", action="store_true")
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace existing train.csv/val.csv/test.csv")
     s.set_defaults(func=split)
 
     u = msub.add_parser("subsample", help="nested, stratified low-data subsets of whole families")
-    u.add_argument("manifest")
+    u.add_argument("manifest", help="manifest CSV to draw from (e.g. a train.csv)")
     u.add_argument("--fraction", type=float, nargs="+", required=True,
                    help="one or more fractions, e.g. 0.5 0.1 0.01")
-    u.add_argument("--seed", type=int, default=0)
+    u.add_argument("--seed", type=int, default=0, help="seed of the draw of families; one "
+                   "seed gives nested subsets (default %(default)s)")
     u.add_argument("-o", "--output", help="output CSV (one fraction only); default "
                    "<manifest>_<pct>pct.csv")
-    u.add_argument("--overwrite", action="store_true")
+    u.add_argument("--overwrite", action="store_true", help="replace existing output CSVs")
     u.set_defaults(func=subsample)
 
     a = msub.add_parser("audit", help="leakage report within and between manifests")
     a.add_argument("manifests", nargs="+", metavar="MANIFEST", help="one or two manifest CSVs")
     a.add_argument("--root", help="data root: compare the images themselves (near duplicates)")
-    a.add_argument("--threshold", type=float, default=families.DEFAULT_THRESHOLD)
+    a.add_argument("--threshold", type=float, default=families.DEFAULT_THRESHOLD,
+                   help="with --root: colour-histogram distance within which two images are "
+                   "proposed as near duplicates; keypoints then verify each (default %(default)s)")
     a.add_argument("--keypoints", action="store_true",
                    help="with --root and two manifests: also find families that show the same "
                    "field of view (shifted copies), by SIFT keypoints; needs OpenCV")
     a.set_defaults(func=audit)
 
     c = msub.add_parser("check", help="verify every row: file exists, hash matches, decodes")
-    c.add_argument("manifest")
+    c.add_argument("manifest", help="manifest CSV to verify")
     c.add_argument("--root", required=True, help="data root the manifest paths are relative to")
-    c.add_argument("--max-pixels", type=int, default=images.DEFAULT_MAX_PIXELS)
+    c.add_argument("--max-pixels", type=int, default=images.DEFAULT_MAX_PIXELS,
+                   help="report images with more pixels (decompression bombs; default %(default)s)")
     c.set_defaults(func=check)
 
 
