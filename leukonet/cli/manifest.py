@@ -121,6 +121,9 @@ def split(args):
     from leukonet.data.splits import split_shares, split_table
     from leukonet.errors import LeukonetError
 
+    if args.output_dir and Path(args.output_dir).suffix.lower() == ".csv":
+        raise LeukonetError(f"-o {args.output_dir}: -o is a folder that gets train.csv, val.csv "
+                            f"(and test.csv); pass a folder, e.g. -o {Path(args.output_dir).with_suffix('')}")
     m = Manifest.read_csv(args.manifest)
     parts = m.split(val=args.val, test=args.test, seed=args.seed)
     out_dir = Path(args.output_dir or Path(args.manifest).parent)

@@ -179,3 +179,15 @@ def test_cli_split_prints_the_share_of_each_class(tmp_path, capsys):
     assert "share of each class per split:" in out
     table = out.split("share of each class per split:")[1]
     assert "train" in table and "val" in table and "test" in table and "%" in table
+
+
+def test_cli_split_refuses_an_output_that_looks_like_a_file(tmp_path, capsys):
+    from leukonet.cli import main
+
+    _synthetic(n_groups=60).to_csv(tmp_path / "m.csv")
+    assert main(["manifest", "split", str(tmp_path / "m.csv"), "-o", str(tmp_path / "split.csv")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "-o is a folder" in err and "split.csv" in err
+    assert not (tmp_path / "split.csv").exists()  # no folder named split.csv
+    assert main(["manifest", "split", str(tmp_path / "m.csv"), "-o", str(tmp_path / "split")]) == 0
+    assert (tmp_path / "split" / "train.csv").is_file()
