@@ -161,10 +161,20 @@ def main():
         return
     from leukonet import io
 
-    io.write_json(HERE / "results" / "transfer.json", dict(
-        date=time.strftime("%Y-%m-%d"), command=" ".join(command), wall_seconds=round(
-            time.perf_counter() - start), cells=rows))
-    print(f"wrote {HERE / 'results' / 'transfer.json'}")
+    # one file for the table, filled by parts (--rows): a cell measured again replaces
+    # its earlier row; each part keeps its command and wall time
+    path = HERE / "results" / "transfer.json"
+    old = json.loads(path.read_text()) if path.is_file() else {"parts": [], "cells": []}
+    if "parts" not in old:  # written before parts were kept (2026-12-05)
+        old = {"parts": [{k: old[k] for k in ("date", "command", "wall_seconds")}
+                         | {"cells": len(old["cells"])}], "cells": old["cells"]}
+    key = lambda c: (c["mode"], c["fraction"], c["seed"])  # noqa: E731
+    fresh = {key(r) for r in rows}
+    old["parts"].append(dict(date=time.strftime("%Y-%m-%d"), command=" ".join(command),
+                             wall_seconds=round(time.perf_counter() - start), cells=len(rows)))
+    old["cells"] = [c for c in old["cells"] if key(c) not in fresh] + rows
+    io.write_json(path, old)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

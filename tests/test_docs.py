@@ -14,6 +14,7 @@ from leukonet.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ["README.md", "benchmarks/results/accuracy_cpu.md", "benchmarks/results/pbc.md",
+        "benchmarks/results/transfer.md",
         "data_manifests/blood-cells/README.md",
         "data_manifests/pbc/README.md", "leukonet/weights/simple_cnn_wide.pbc_v1/README.md"]
 
