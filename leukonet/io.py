@@ -5,6 +5,7 @@ renamed into place, so a crash or a full disk never leaves a half-written model,
 or JSON behind: the reader sees the old file or the new one.
 """
 import contextlib
+import hashlib
 import json
 import os
 import tempfile
@@ -64,3 +65,12 @@ def write_csv(path, frame, **kwargs):
     kwargs.setdefault("index", False)
     with atomic_path(path) as tmp:
         frame.to_csv(tmp, **kwargs)
+
+
+def file_digest(path, algorithm="sha256") -> str:
+    """Hex digest of a file read in 1 MiB chunks (hashlib.file_digest needs Python 3.11)."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

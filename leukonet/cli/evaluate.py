@@ -66,7 +66,7 @@ def _run(path):
     from leukonet.train.run import Run
 
     p = Path(path)
-    if weights.canonical(path) and not (p / "config.json").is_file():
+    if weights.named(path):
         return Run(path)  # shipped weights by name, e.g. `leukonet predict pbc ...`
     if not p.is_dir():
         raise LeukonetError(f"{p}: no such run directory (nor shipped weights: `leukonet "
@@ -103,11 +103,10 @@ def predict(args):
     from leukonet.data import images as image_io
     from leukonet.data.views import run_views, view
     from leukonet.evaluate.predict import differential_count, predict_with
-
     from leukonet.models import weights
 
     p = Path(args.model)
-    if p.is_dir() or weights.canonical(args.model):
+    if p.is_dir() or weights.named(args.model):
         run = _run(args.model)
         model, classes, views = run.model, run.classes, run_views(run.config)
     else:

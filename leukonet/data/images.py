@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from leukonet.errors import ImageError
+from leukonet.io import file_digest
 
 # Pillow warns (DecompressionBombWarning) when it opens an image over ~89 MP, before our own
 # limit (--max-pixels, 40 MP by default) rejects it with a reason: one filter, added once
@@ -60,11 +61,7 @@ def sha1_bytes(data: bytes) -> str:
 
 def file_sha1(path) -> str:
     """Hex SHA-1 of a file, read in 1 MiB chunks."""
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    return file_digest(path, "sha1")
 
 
 # Files decoded from a mode other than RGB, by mode: {mode: {file name}}. Each command that

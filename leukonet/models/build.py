@@ -52,8 +52,9 @@ def load_backbone_weights(model, source, backbone_name):
 
     backbone = model.get_layer(BACKBONE_LAYER)
     path = Path(source)
-    if shipped.canonical(source) and not path.exists():
-        entry = shipped.WEIGHTS[shipped.canonical(source)]
+    full = shipped.named(source)
+    if full:
+        entry = shipped.WEIGHTS[full]
         if entry.backbone != backbone_name:
             raise LeukonetError(f"--weights {source}: {entry.name} is a {entry.backbone} backbone; "
                                 f"pass --backbone {entry.backbone} (not {backbone_name})")

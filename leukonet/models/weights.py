@@ -10,7 +10,6 @@ sha256 of ``model.keras`` lives here, in code, and is checked at every load: a t
 file or a Git LFS pointer in its place is one clear line, not a Keras traceback.
 """
 import functools
-import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,10 +43,21 @@ def canonical(name):
     return name if name in WEIGHTS else ALIASES.get(name)
 
 
+def named(source):
+    """The full name when ``source`` means shipped weights: a name or alias with no run
+    folder or model file of that name here. ``./pbc/`` holding only what `leukonet evaluate
+    pbc` wrote (eval/, report.html) is not a run: the name still means the weights."""
+    full = canonical(source)
+    path = Path(str(source))
+    if full is None or path.is_file() or (path / "config.json").is_file():
+        return None
+    return full
+
+
 def backbone_of(weights):
     """The backbone shipped weights ``weights`` were trained with (None: not shipped), so
     that ``--weights pbc`` alone picks its architecture."""
-    full = canonical(weights) if weights is not None else None
+    full = named(weights) if weights is not None else None
     return WEIGHTS[full].backbone if full else None
 
 
@@ -97,11 +107,9 @@ def _check(path, expected):
 
 def sha256(path) -> str:
     """Hex sha256 of a file (for recording new weights)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    from leukonet import io
+
+    return io.file_digest(path, "sha256")
 
 
 def write_folder(run_dir, name, card_fields, out=FOLDER, config_changes=None):

@@ -111,10 +111,9 @@ class Run:
     def __init__(self, path):
         from leukonet.models import weights as shipped
 
-        # shipped weights by name (`pbc`), unless a run folder of that name is here
-        named = shipped.canonical(path) and not (Path(path) / "config.json").is_file()
+        named = shipped.named(path)  # `pbc`, unless a run folder of that name is here
         self.shipped = str(path) if named else None  # the name as given (pbc)
-        self.dir = RunDir(shipped.folder(path) if named else path)
+        self.dir = RunDir(shipped.folder(named) if named else path)
         if not self.dir.config.is_file():
             raise LeukonetError(f"{path}: not a leukonet run directory (no config.json)")
         from leukonet.config import FitConfig

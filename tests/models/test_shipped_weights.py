@@ -72,9 +72,14 @@ def test_a_name_gives_a_ready_classifier_and_outputs_go_here(shipped, tmp_path, 
     assert leukonet.load_run("testnet").classes == run.classes
 
 
-def test_a_name_initialises_the_backbone_under_a_new_head(shipped, tmp_path):
+def test_a_name_initialises_the_backbone_under_a_new_head(shipped, tmp_path, monkeypatch):
     base, root, run = shipped
     from leukonet.models.build import BACKBONE_LAYER, build_model
+
+    # ./testnet/ holding only outputs of `leukonet evaluate testnet` is not a run folder:
+    # the name still means the shipped weights
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "testnet" / "eval").mkdir(parents=True)
 
     config = demo_fit_config(base, root, backbone="simple_cnn_wide", weights="testnet")
     model = build_model(config, 3, (30, 40))  # 3 classes: a new head
