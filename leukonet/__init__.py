@@ -4,7 +4,9 @@ The public API. Names are imported on first use, so ``import leukonet`` stays fa
 the manifest tools never pay for importing Keras or TensorFlow.
 """
 import importlib
+import importlib.util
 import os
+import sys
 
 __version__ = "0.1.0"
 
@@ -34,6 +36,41 @@ _API = {
 }
 
 __all__ = sorted(_API) + ["__version__"]
+
+
+def _register_keras_objects():
+    """Register every Keras object leukonet saves in a model (its preprocessing layer), so
+    plain ``keras.saving.load_model`` (safe mode) reads any model leukonet wrote."""
+    importlib.import_module("leukonet.models.preprocessing")
+
+
+class _AfterKerasImport:  # a meta path finder (importlib.abc would import pathlib: +12 ms)
+    """Registers leukonet's Keras objects right after Keras itself is imported, so that
+    ``import leukonet`` stays cheap (the manifest commands never import Keras) and still
+    lets ``keras.saving.load_model`` read leukonet's models, keras-hub's convention."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "keras":
+            return None
+        sys.meta_path.remove(self)  # once, and the real finders answer the lookup below
+        spec = importlib.util.find_spec(name)
+        loader = getattr(spec, "loader", None)
+        if loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        original = loader.exec_module
+
+        def exec_module(module):
+            original(module)
+            _register_keras_objects()
+
+        loader.exec_module = exec_module
+        return spec
+
+
+if "keras" in sys.modules:
+    _register_keras_objects()
+elif not any(isinstance(f, _AfterKerasImport) for f in sys.meta_path):
+    sys.meta_path.insert(0, _AfterKerasImport())
 
 
 def __getattr__(name):

@@ -157,6 +157,9 @@ def ablate(base, grid, out, zip_axes=False, test_manifest=None, overwrite=False,
     out.mkdir(parents=True, exist_ok=True)
     io.write_json(stamp, spec)
     rows = []
+    from leukonet.console import progress
+
+    bar = progress(len(cells), "ablation", "cell")  # rate and time left over the cells
     for i, cell in enumerate(cells):
         run_dir = out / cell_name(i, cell)
         row = dict(cell=i, **{a: _value_text(v) for a, v in cell.items()})
@@ -171,6 +174,8 @@ def ablate(base, grid, out, zip_axes=False, test_manifest=None, overwrite=False,
         rows.append(row)
         table = pd.DataFrame(rows)
         io.write_csv(out / "ablation.csv", table)  # after every cell: a kill loses nothing
+        bar.update()
+    bar.close()
     table = pd.DataFrame(rows)
     _plot(table, list(grid), out)
     return table

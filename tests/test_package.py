@@ -16,3 +16,27 @@ def _env_after_import(value):
 def test_import_turns_on_tensorflows_pooling_cpu_allocator_unless_the_user_chose():
     assert _env_after_import(None) == "true"
     assert _env_after_import("false") == "false"
+
+
+def test_wheel_carries_the_shipped_weights_and_the_demo_sample(tmp_path):
+    """`pip install` (not only -e) gets what `fit --demo` and `--weights pbc` read."""
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                           "-q", "-w", str(tmp_path), str(repo)], capture_output=True, text=True)
+    if done.returncode:
+        import pytest
+
+        pytest.skip(f"cannot build a wheel here: {done.stderr.strip()[-300:]}")
+    wheel = next(tmp_path.glob("leukonet-*.whl"))
+    names = set(zipfile.ZipFile(wheel).namelist())
+    sample = repo / "leukonet" / "data" / "sample_blood_cells"
+    wanted = {p.relative_to(repo).as_posix() for p in sample.rglob("*") if p.is_file()}
+    wanted |= {p.relative_to(repo).as_posix() for p in (repo / "leukonet" / "weights").rglob("*")
+               if p.is_file()}
+    assert len(wanted) > 500
+    assert wanted <= names, sorted(wanted - names)[:5]

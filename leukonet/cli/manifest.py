@@ -1,9 +1,9 @@
 """``leukonet manifest build|split|subsample|audit|check``: manifests from the shell."""
-import functools
 import sys
 import time
 from pathlib import Path
 
+from leukonet.console import Progress
 from leukonet.data import families, images
 
 
@@ -85,17 +85,12 @@ def add_parser(sub):
     c.set_defaults(func=check)
 
 
-def _progress(done, total, what="read", unit="images"):
-    if sys.stderr.isatty():
-        print(f"\r{what} {done}/{total} {unit}", end="" if done < total else "\n",
-              file=sys.stderr, flush=True)
-
-
 def build(args):
     from leukonet.data.manifest import Manifest
 
     start = time.perf_counter()
-    common = dict(max_pixels=args.max_pixels, workers=args.workers, progress=_progress)
+    common = dict(max_pixels=args.max_pixels, workers=args.workers,
+                  progress=Progress("read images", "images"))
     if args.labels_csv:
         m = Manifest.from_labels_csv(args.root, args.labels_csv, args.path_column,
                                      args.label_column, args.label_map, args.path_format, **common)
@@ -104,10 +99,9 @@ def build(args):
         m = Manifest.from_folder(args.root, splits=splits, **common)
     m = m.dedup(on_conflict=args.on_conflict).group(
         threshold=args.threshold, workers=args.workers,
-        progress=functools.partial(_progress, what="links: verified", unit="pairs"))
+        progress=Progress("verify links", "pairs"))
     if args.keypoint_links:
-        m = m.link_fields(args.min_inliers, progress=functools.partial(
-            _progress, what="keypoints: read", unit="families"))
+        m = m.link_fields(args.min_inliers, progress=Progress("keypoint links", "families"))
     out = m.to_csv(args.output, overwrite=args.overwrite)
     print(m.summary())
     print(f"wrote {out} ({len(m)} images), {out.parent / 'classes.json'}, "
@@ -181,7 +175,7 @@ def audit(args):
         raise LeukonetError("--keypoints compares the images of two manifests: pass two "
                             "manifests and --root")
     report = run_audit(*ms, threshold=args.threshold, names=args.manifests,
-                       keypoints=args.keypoints)
+                       keypoints=args.keypoints, progress=lambda what: Progress(what, "pairs"))
     print(report)
     return 1 if report.verdict.startswith("LEAK") else 0
 

@@ -61,7 +61,7 @@ def _family_table(manifest):
     return table
 
 
-def _within(manifest, name, threshold, use_features):
+def _within(manifest, name, threshold, use_features, progress=None):
     frame = manifest.frame
     sizes = frame["group"].value_counts() if manifest.has_groups else pd.Series(dtype=int)
     dup_sizes = frame["sha1"].value_counts()
@@ -72,7 +72,8 @@ def _within(manifest, name, threshold, use_features):
 
         groups = frame["group"].to_numpy() if manifest.has_groups else None
         near = len(same_cell.verified_pairs(manifest.features().astype(np.float32),
-                                            manifest.image_reader(), threshold, groups=groups))
+                                            manifest.image_reader(), threshold, groups=groups,
+                                            progress=progress))
     return dict(images=len(frame), families=len(sizes), multi_families=int((sizes > 1).sum()),
                 largest=int(sizes.max()) if len(sizes) else 0, exact=exact, near=near)
 
@@ -104,19 +105,23 @@ def _keypoint_links_across(a, b, threshold):
     return [(first[x], first[y] - len(ga)) for x, y, _ in links if x <= last_a < y]
 
 
-def audit(a, b=None, threshold=families.DEFAULT_THRESHOLD, names=None, keypoints=False):
+def audit(a, b=None, threshold=families.DEFAULT_THRESHOLD, names=None, keypoints=False,
+          progress=None):
     """Compare manifest ``a`` with itself and, if given, with ``b``.
 
     ``keypoints`` (needs the images and OpenCV) also links families of ``a`` and ``b``
     that show the same field of view (``keypoint_links``): shifted copies the colour
-    descriptor misses.
+    descriptor misses. ``progress(what)`` gives a ``progress(done, total)`` callback for
+    each verification stage (the command line's bars).
     """
+    progress = progress or (lambda what: None)
     manifests = [m for m in (a, b) if m is not None]
     names = names or [f"manifest {i + 1}" for i in range(len(manifests))]
     use_features = all(m.root is not None for m in manifests)  # verification reads images
     report = AuditReport(names=list(names))
     for m, name in zip(manifests, names):
-        report.within[name] = _within(m, name, threshold, use_features)
+        report.within[name] = _within(m, name, threshold, use_features,
+                                      progress(f"verify near pairs in {name}"))
         report.families[name] = _family_table(m) if m.has_groups else pd.DataFrame()
     if b is not None:
         fa, fb = a.frame, b.frame
@@ -128,7 +133,8 @@ def audit(a, b=None, threshold=families.DEFAULT_THRESHOLD, names=None, keypoints
 
             pairs = same_cell.verified_pairs(a.features().astype(np.float32), a.image_reader(),
                                              threshold, other=b.features().astype(np.float32),
-                                             read_other=b.image_reader())
+                                             read_other=b.image_reader(),
+                                             progress=progress("verify near pairs across"))
             near = len(pairs)
             report.examples += [(fa["path"].iloc[x], fb["path"].iloc[y], "near")
                                 for x, y, _ in pairs[:10]]

@@ -195,12 +195,12 @@ def verified_groups(features, read_rgb, threshold=families.DEFAULT_THRESHOLD,
 
 def verified_pairs(features, read_rgb, threshold=families.DEFAULT_THRESHOLD, other=None,
                    read_other=None, groups=None, neighbours=DEFAULT_NEIGHBOURS,
-                   min_inliers=None, workers=None):
+                   min_inliers=None, workers=None, progress=None):
     """``(i, j, inliers)`` of the histogram neighbours that are one picture: within
     ``features`` (i < j; with ``groups``, only pairs of two different families: copies
     the grouping missed), or of ``features`` (i) against ``other`` (j, read by
     ``read_other``). A pair too small or plain to verify counts, with inliers -1 (as
-    ``verified_groups`` links it)."""
+    ``verified_groups`` links it). ``progress(done, total)`` follows the candidate pairs."""
     min_inliers = MIN_INLIERS if min_inliers is None else min_inliers
     i, j, d = families.candidate_pairs(features, threshold, neighbours, other=other)
     if groups is not None and other is None:
@@ -218,6 +218,8 @@ def verified_pairs(features, read_rgb, threshold=families.DEFAULT_THRESHOLD, oth
     found = []
     with ThreadPoolExecutor(workers or 2) as pool:
         for k, inl in enumerate(pool.map(one, range(len(i)))):
+            if progress and ((k + 1) % 200 == 0 or k + 1 == len(i)):
+                progress(k + 1, len(i))
             if inl is None:
                 found.append((int(i[k]), int(j[k]), -1))
             elif inl is not None and inl >= min_inliers:

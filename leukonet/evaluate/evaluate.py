@@ -65,7 +65,8 @@ def evaluate(run, manifest, data_root, tta=0, batch_size=None, figures=True, out
         proba = proba["cell_type"]
     y = frame["label_index"].to_numpy()[rows]
     result, tables = M.classification_metrics(y, proba, classes)
-    result.update(manifest=str(manifest), tta=int(tta), unreadable=dict(loader.bad))
+    result.update(manifest=str(manifest), data_root=str(data_root), tta=int(tta),
+                  unreadable=dict(loader.bad))
     if aux and config.multitask:
         mapping = config.multitask["map"]
         aux_classes = sorted(set(mapping[c] for c in classes))

@@ -38,9 +38,13 @@ def run_loader(config, frame, num_classes, data_root=None, batch_size=None, work
 def predict_loader(model, loader, tta=0):
     """Probabilities for each readable row of a ManifestLoader (or a MultiViewLoader, whose
     batches are one array per model input): (rows, proba[, aux])."""
+    from leukonet.console import progress
+
     rows, probs = [], []
+    bar = progress(len(loader), "predict", "batch", leave=False)
     for b in range(len(loader)):
         x, keep = loader.load_batch(b)
+        bar.update()
         if not len(keep):
             continue
         inputs = [v.astype(np.float32) for v in (x if isinstance(x, list) else [x])]
@@ -49,6 +53,7 @@ def predict_loader(model, loader, tta=0):
         outs = [model.predict_on_batch(list(v) if len(v) > 1 else v[0]) for v in augmented]
         probs.append(_average(outs))
         rows.append(keep)
+    bar.close()
     if not rows:
         bad = getattr(loader, "bad", {})
         reasons = "; ".join(f"{p}: {r}" for p, r in list(bad.items())[:3])

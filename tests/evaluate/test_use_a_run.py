@@ -146,6 +146,35 @@ def test_report_has_every_section(run):
         assert f"<h2>{section}</h2>" in html
     assert html.count("data:image/png;base64,") >= 5
     assert "Leakage audit: OK" in html
+    # the summary leads (data, model, headline with its interval); the configuration is last, folded
+    order = [html.index(f"<h2>{s}</h2>") for s in SECTIONS]
+    assert order == sorted(order) and SECTIONS[0] == "Summary" and SECTIONS[-1] == "Configuration"
+    summary = html[order[0]:order[1]]
+    assert "accuracy <b>" in summary and "95 % interval over" in summary and "Model: <b>" in summary
+    assert "<table" in summary and "data:image/png" in summary  # per-class table, confusion matrix
+    assert "<details><summary>config.json" in html[order[-1]:]
+    assert "@media print" in html
+
+
+def test_report_top_losses_say_the_true_thing(run, tmp_path):
+    """An evaluation that made no error says so ("N of N right"), not "no evaluation yet"."""
+    import shutil
+
+    from leukonet.evaluate.report import _top_losses
+
+    r, base, root = run
+    ev = r.evaluate(base / "test.csv", root, out_dir=tmp_path / "e", figures=False)
+    predictions = pd.read_csv(ev.dir / "predictions.csv")
+    text = _top_losses(r, "e", ev.dir, ev.metrics)
+    wrong = int((predictions["predicted"] != predictions["label"]).sum())
+    if wrong:
+        assert f"{wrong} of {len(predictions)} wrong" in text
+    perfect = tmp_path / "perfect"
+    shutil.copytree(ev.dir, perfect)
+    predictions["predicted"] = predictions["label"]
+    predictions.to_csv(perfect / "predictions.csv", index=False)
+    text = _top_losses(r, "test", perfect, ev.metrics)
+    assert f"no errors on test: {len(predictions)} of {len(predictions)} right" in text
 
 
 def test_cli_errors(run, tmp_path, capsys):
@@ -173,12 +202,24 @@ def test_report_renders_in_a_headless_browser(run, tmp_path):
     r, base, root = run
     from leukonet.evaluate.report import report
 
+    r.evaluate(base / "test.csv", root)
     page = report(leukonet.load_run(r.path), tmp_path / "report.html")
     shot = tmp_path / "shot.png"
-    subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-                    "--window-size=1200,3000", f"--screenshot={shot}", page.as_uri()],
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"]
+    subprocess.run([*flags, "--window-size=1200,3000", f"--screenshot={shot}", page.as_uri()],
                    check=True, capture_output=True, timeout=120)
     pixels = np.asarray(Image.open(shot).convert("RGB"), dtype=np.int32)
     assert pixels.shape[:2] == (3000, 1200)
     coloured = (pixels.max(axis=2) - pixels.min(axis=2) > 40).mean()
     assert coloured > 0.02  # the embedded figures drew (text alone is grey)
+    # the first screen (1200x900) shows the headline: its confusion matrix drew there
+    first = tmp_path / "first.png"
+    subprocess.run([*flags, "--window-size=1200,900", f"--screenshot={first}", page.as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    pixels = np.asarray(Image.open(first).convert("RGB"), dtype=np.int32)
+    assert (pixels.max(axis=2) - pixels.min(axis=2) > 40).mean() > 0.01
+    # and it prints to PDF
+    pdf = tmp_path / "report.pdf"
+    subprocess.run([*flags, f"--print-to-pdf={pdf}", "--no-pdf-header-footer", page.as_uri()],
+                   check=True, capture_output=True, timeout=120)
+    assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.read_bytes().count(b"/Type /Page") >= 2
