@@ -63,7 +63,7 @@ QUICK_CONFIGS = [
     ("simple_cnn_conv_30x40_b8", "simple_cnn", "conv", (30, 40), 8),
     ("simple_cnn_gap_30x40_b16", "simple_cnn", "gap", (30, 40), 16),
 ]
-LEUKONET_MIXED = "mixed_float16"  # what FitConfig(mixed_precision=True) sets (train/fit.py)
+LEUKONET_MIXED = "mixed_float16"  # what FitConfig(mixed_precision=True) sets (train/trainer.py)
 MEMORY_BATCHES = 4  # distinct batches cycled by the in-memory feed
 CHECKPOINT_WRITES = 3  # per epoch: last.keras, model.keras when it improves, the backup
 
@@ -236,7 +236,7 @@ def _quick_data(folder):
 def _data(paths):
     """Training and validation rows as ``leukonet fit`` resolves them."""
     from leukonet.config import FitConfig
-    from leukonet.train.fit import _resolve_data
+    from leukonet.train.run_data import _resolve_data
 
     return _resolve_data(FitConfig(manifest=str(paths["train"]), val_manifest=str(paths["val"]),
                                    data_root=str(paths["root"])))
@@ -245,7 +245,7 @@ def _data(paths):
 def _train_loader(config, data, size, workers, queue=None):
     """The training loader exactly as ``leukonet fit`` builds it (its augmentation policy,
     shuffle and seed), with ``workers`` threads; ``queue``: another max_queue_size."""
-    from leukonet.train.fit import _loaders
+    from leukonet.train.loaders import _loaders
 
     loader = _loaders(config.replace(workers=workers), data, size)[0]
     if queue:
@@ -394,7 +394,7 @@ def _build(spec, precision, data, args):
 
 
 def _compile_as_leukonet(model, config):
-    from leukonet.train.fit import _compile
+    from leukonet.train.keras_setup import _compile
 
     _compile(model, config, config.lr, None)
 

@@ -33,7 +33,7 @@ common = dict(manifest="train.csv", val_manifest="val.csv", data_root="data", ba
 _EMA_SPY = """
 import keras
 import numpy as np
-from leukonet.train import fit as fit_module
+from leukonet.train import trainer as fit_module
 begins, ends = [], []
 class Spy(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):

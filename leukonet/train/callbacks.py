@@ -3,6 +3,8 @@ BatchNorm statistics) and one it ships, configured for leukonet's order (weight 
 
 Keras' ModelCheckpoint writes straight onto the target file, so a kill mid-write can
 leave a broken model.keras; these write to a temporary file and rename it.
+
+May import: keras, numpy, leukonet.io and leukonet.errors; nothing from leukonet.train.
 """
 import json
 import logging

@@ -14,6 +14,9 @@ whose members' maps lie on different pixels.
 Why: a from-scratch model on blood-cells moves by several points of validation accuracy
 from epoch to epoch and seed to seed (benchmarks/results/accuracy_cpu.md); averaging
 models is the standard cure for that variance.
+
+May import: the single-model trainer (``trainer.fit_one``) and the modules below it; never
+``leukonet.train.fit`` (the entry that dispatches here) nor ``folds`` (which builds on this).
 """
 import logging
 import time
@@ -22,9 +25,10 @@ from pathlib import Path
 import numpy as np
 
 from leukonet import io
-from leukonet.data.views import run_views, views_extra
 from leukonet.errors import LeukonetError
+from leukonet.train.open_run import open_run_dir
 from leukonet.train.run import Run, RunDir
+from leukonet.train.trainer import fit_one
 
 log = logging.getLogger("leukonet")
 _COPIED = ("classes.json", "train_manifest.csv", "val_manifest.csv")  # from the first member
@@ -32,8 +36,6 @@ _COPIED = ("classes.json", "train_manifest.csv", "val_manifest.csv")  # from the
 
 def fit_ensemble(config, run_dir, resume, verbose=2) -> Run:
     """``--ensemble N``: train the members that are not finished, then combine them."""
-    from leukonet.train.fit import open_run_dir
-
     with open_run_dir(run_dir, config.overwrite, resume is not None):
         if resume is None:
             io.write_json(run_dir.config, config.replace(run_dir=str(run_dir.path)).to_dict())
@@ -55,18 +57,16 @@ def fit_ensemble(config, run_dir, resume, verbose=2) -> Run:
 def train_member(member_config, what, verbose):
     """Train one member into ``member_config.run_dir``: skipped when finished, resumed when
     started (after a kill), else started (also used by ``--folds``)."""
-    from leukonet.train.fit import fit
-
     path = Path(member_config.run_dir)
     member = RunDir(path)
     if member.metrics.is_file():
         log.info("%s: finished earlier (%s)", what, path)
     elif member.config.is_file():
         log.info("%s: resuming %s", what, path)
-        fit(resume=path, verbose=verbose)
+        fit_one(resume=path, verbose=verbose)
     else:
         log.info("%s: seed %d -> %s", what, member_config.seed, path)
-        fit(member_config, verbose=verbose)
+        fit_one(member_config, verbose=verbose)
 
 
 def ensemble(runs, out, overwrite=False) -> Run:
@@ -81,8 +81,6 @@ def ensemble(runs, out, overwrite=False) -> Run:
             raise LeukonetError(f"--out {out}: holds the run {r}; choose a folder outside the runs "
                                 "to combine")
     members = _finished(runs)  # checked before --out is touched
-    from leukonet.train.fit import open_run_dir
-
     with open_run_dir(run_dir, overwrite, resume=False):
         return _combine(members, run_dir)
 
@@ -121,6 +119,7 @@ def _combine(runs, run_dir, scores=None) -> Run:
     """Write the ensemble of ``runs`` (from ``_finished``) into ``run_dir``: config,
     manifests, model.keras and metrics.json, with ``scores`` (``--folds``: the out-of-fold
     ones) or else the ensemble's own validation score where the members share one."""
+    from leukonet.data.views import run_views, views_extra  # Keras: not at import
     from leukonet.models.ensemble import build_ensemble_model
 
     start = time.perf_counter()

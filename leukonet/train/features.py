@@ -5,6 +5,9 @@ image once per augmented view (``--feature-views``) and every validation image o
 keeps the feature maps on disk (float16 ``.npy`` memory maps in the run directory) and
 trains a head-only model on them. The head's weights are then copied by layer name into
 the full model, which is what gets saved: ``model.keras`` still takes raw RGB images.
+
+May import: keras, numpy, leukonet.io, leukonet.data, leukonet.models and leukonet.tf_only;
+nothing from leukonet.train.
 """
 import json
 

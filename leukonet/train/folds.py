@@ -23,6 +23,9 @@ Why: one validation split of ~50 families is a coarse draw (benchmarks/results/
 accuracy_cpu.md: the same recipe scored 5 points above TEST on one draw and 6 below on
 another); cross-validation scores every family once, so the estimate rests on all of them.
 ``--resume RUN`` after a kill skips the finished folds and resumes the interrupted one.
+
+May import: ``ensemble`` (its members' training and combining) and the single-model trainer's
+modules; never ``leukonet.train.fit``, the entry that dispatches here.
 """
 import logging
 
@@ -31,6 +34,8 @@ import pandas as pd
 
 from leukonet import io
 from leukonet.errors import LeukonetError
+from leukonet.train.ensemble import _COPIED, _combine, _finished, _stored_path, train_member
+from leukonet.train.open_run import open_run_dir
 from leukonet.train.run import Run
 
 log = logging.getLogger("leukonet")
@@ -39,9 +44,6 @@ log = logging.getLogger("leukonet")
 def fit_folds(config, run_dir, data, resume, verbose=2) -> Run:
     """``--folds K``: write the folds (once), train the unfinished fold models, then combine
     them and score the out-of-fold predictions."""
-    from leukonet.train.ensemble import _combine, _finished, train_member
-    from leukonet.train.fit import open_run_dir
-
     pool, fold = (None, None) if resume is not None else _folds(config, data)  # refused before
     with open_run_dir(run_dir, config.overwrite, resume is not None):    # the folder is made
         if resume is None:
@@ -82,8 +84,6 @@ def _all_rows(run_dir):
 def _adopt(final, runs, run_dir, scores):
     """``--refit``: the final model becomes the run's (model, manifests, classes); metrics
     are the out-of-fold scores plus the training totals of all K + 1 fits."""
-    from leukonet.train.ensemble import _COPIED, _stored_path
-
     for name in (*_COPIED, "history.csv", "model.keras"):
         io.write_bytes(run_dir.path / name, (final.path / name).read_bytes())
     fits = [*runs, final]

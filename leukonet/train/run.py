@@ -3,6 +3,9 @@
 ``runs/<name>/`` holds config.json, the manifests used, history.csv, model.keras (best),
 last.keras, summary.txt, metrics.json, train.log and backup/ (for --resume). Every file
 goes through ``leukonet.io``'s atomic writes.
+
+May import: leukonet.errors, leukonet.config, leukonet.data, leukonet.models and
+leukonet.evaluate (the last ones inside the Run methods); nothing from leukonet.train.
 """
 import json
 import os

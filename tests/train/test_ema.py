@@ -6,7 +6,7 @@ import pytest
 
 import leukonet
 from leukonet.errors import LeukonetError
-from leukonet.train import fit as fit_module
+from leukonet.train import trainer as fit_module
 from leukonet.train.run import RunDir
 from tests.conftest import demo_fit_config
 from tests.train._interrupt import InterruptAfterTwoEpochs

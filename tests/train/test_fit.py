@@ -10,7 +10,7 @@ from leukonet.cli import main
 from leukonet.config import FitConfig
 from leukonet.data.manifest import Manifest
 from leukonet.errors import LeukonetError
-from leukonet.train import fit as fit_module
+from leukonet.train import trainer as fit_module
 from tests.conftest import demo_fit_config
 from tests.train._interrupt import InterruptAfterTwoEpochs
 

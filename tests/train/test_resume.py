@@ -14,7 +14,7 @@ import pytest
 
 import leukonet
 from leukonet.cli import main
-from leukonet.train import fit as fit_module
+from leukonet.train import trainer as fit_module
 from leukonet.train.run import load_model
 
 pytestmark = pytest.mark.slow
