@@ -60,6 +60,22 @@ def add_parser(sub):
     r.add_argument("-o", "--output", help="HTML file to write (default RUN/report.html)")
     r.set_defaults(func=report)
 
+    c = sub.add_parser("calibrate", help="add the out-of-domain check to a run made without it",
+                       description="Describe a run's training images in feature space "
+                       "(RUN/domain.npz: class means and covariance of the penultimate features, "
+                       "a threshold that 95 % of its validation images pass), from its own "
+                       "train_manifest.csv and val_manifest.csv; predict and evaluate then flag "
+                       "images unlike them. fit does this itself since leukonet 0.1.")
+    c.add_argument("run", help="run directory")
+    c.add_argument("--data-root", help="the folder the run's manifests are relative to "
+                   "(default: the run's own data root)")
+    c.add_argument("--train-manifest", help="training images to describe (default "
+                   "RUN/train_manifest.csv)")
+    c.add_argument("--val-manifest", help="images that set the threshold (default "
+                   "RUN/val_manifest.csv)")
+    c.add_argument("--overwrite", action="store_true", help="replace an existing domain.npz")
+    c.set_defaults(func=calibrate)
+
 
 def _run(path):
     from leukonet.models import weights
@@ -89,12 +105,29 @@ def evaluate(args):
         print(f"{f['families']} families (augmented copies of one cell count once): mean accuracy "
               f"per family {f['family_mean_accuracy']:.4f}, {f['families_mostly_wrong']} mostly wrong"
               + (f"; accuracy 95 % interval over families {ci[0]:.4f}-{ci[1]:.4f}" if ci else ""))
+    _domain_lines(m.get("domain"), args.run, ev_run_has_domain=("domain" in m))
     if m.get("note"):
         print("note: " + m["note"])
     if m["unreadable"]:
         print(f"{len(m['unreadable'])} unreadable image(s) left out; see predictions.csv")
     print(f"wrote {ev.dir}")
     return 0
+
+
+def _domain_lines(d, name, ev_run_has_domain=True):
+    """The out-of-domain check's lines for evaluate."""
+    from leukonet.evaluate import domain as D
+
+    if not ev_run_has_domain:
+        print(D.unavailable_line(name), file=sys.stderr)
+        return
+    acc = ", ".join(f"accuracy {what} {d[key]:.4f}" for what, key in
+                    (("in domain", "accuracy_in_domain"), ("out of domain", "accuracy_out_of_domain"))
+                    if d.get(key) is not None)
+    print(f"out of domain: {d['out_of_domain']} of {d['images']} images"
+          + (f" ({acc})" if acc else ""))
+    if d["out_of_domain_share"] > 0.2:
+        print(D.warning_line(d["out_of_domain"], d["images"], name), file=sys.stderr)
 
 
 def predict(args):
@@ -105,7 +138,7 @@ def predict(args):
     from leukonet.evaluate.predict import differential_count, predict_with
     from leukonet.models import weights
 
-    p = Path(args.model)
+    p, run = Path(args.model), None
     if p.is_dir() or weights.named(args.model):
         run = _run(args.model)
         model, classes, views = run.model, run.classes, run_views(run.config)
@@ -128,9 +161,10 @@ def predict(args):
     counts_path = out.with_name(out.stem + ".counts.csv")
     _check_output(out, counts_path, overwrite=args.overwrite)
     since = image_io.converted_files()
+    domain = run.domain if run is not None else None
     table = predict_with(model, classes, views, images=args.images, manifest=args.manifest,
                          data_root=args.data_root, tta=args.tta, min_confidence=args.min_confidence,
-                         max_pixels=args.max_pixels)
+                         max_pixels=args.max_pixels, domain=domain)
     io.write_csv(out, table)
     counts = differential_count(table, classes)
     io.write_csv(counts_path, counts, index=True)
@@ -144,8 +178,31 @@ def predict(args):
     note = image_io.conversion_note(since)
     if note:
         print(note)
+    _predict_domain_lines(table, run, args.model)
     print(f"wrote {out} and {counts_path}")
     return 0
+
+
+def _predict_domain_lines(table, run, name):
+    """One warning line when images are out of domain (and the model card's scope when most
+    are); one note when the model has no description to check against."""
+    import json
+
+    from leukonet.evaluate import domain as D
+
+    if "out_of_domain" not in table:
+        print(D.unavailable_line(name), file=sys.stderr)
+        return
+    readable = table[table["error"] == ""]
+    flagged = int(readable["out_of_domain"].astype(bool).sum())
+    if not flagged:
+        return
+    print(D.warning_line(flagged, len(readable), name), file=sys.stderr)
+    card = Path(run.path) / "card.json" if run is not None else None
+    if flagged > len(readable) / 2 and card is not None and card.is_file():
+        scope = json.loads(card.read_text(encoding="utf-8")).get("scope")
+        if scope:
+            print(f"{name}: {scope}", file=sys.stderr)
 
 
 def _check_output(*paths, overwrite=False):
@@ -166,6 +223,16 @@ def explain(args):
     fig = _run(args.run).explain(args.images, out_dir=args.output, max_pixels=args.max_pixels)
     for path, reason in fig.leukonet_bad.items():
         print(f"skipped {path}: {reason}", file=sys.stderr)
+    flagged = fig.leukonet_out_of_domain
+    if flagged is None:
+        from leukonet.evaluate import domain as D
+
+        print(D.unavailable_line(args.run), file=sys.stderr)
+    elif flagged:
+        from leukonet.evaluate import domain as D
+
+        print(D.warning_line(len(flagged), fig.leukonet_explained, args.run),
+              file=sys.stderr)
     print(f"wrote {len(fig.leukonet_written)} Grad-CAM image(s) to {args.output}")
     return 0
 
@@ -181,4 +248,19 @@ def report(args):
 
     out = make(_run(args.run), args.output)
     print(f"wrote {out}")
+    return 0
+
+
+def calibrate(args):
+    from leukonet.evaluate.domain import FILE
+
+    run = _run(args.run)
+    if run.shipped:
+        raise LeukonetError(f"{args.run}: shipped weights carry their description already")
+    if (Path(run.path) / FILE).is_file() and not args.overwrite:
+        raise LeukonetError(f"{Path(run.path) / FILE}: exists; pass --overwrite to recompute it")
+    d = run.calibrate(args.data_root, args.train_manifest, args.val_manifest)
+    print(f"wrote {Path(run.path) / FILE}: {d.info['train_images']} training images described, "
+          f"threshold {d.threshold:.2f} ({d.info['val_pass']:.0%} of {d.info['val_images']} "
+          f"validation images pass)")
     return 0

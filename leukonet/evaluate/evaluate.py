@@ -8,6 +8,7 @@ import pandas as pd
 
 from leukonet import io
 from leukonet.errors import LeukonetError
+from leukonet.evaluate import domain as D
 from leukonet.evaluate import metrics as M
 from leukonet.evaluate import plots
 from leukonet.evaluate.predict import predict_loader, predictions_table, run_loader
@@ -58,13 +59,20 @@ def evaluate(run, manifest, data_root, tta=0, batch_size=None, figures=True, out
     if not Path(data_root).is_dir():
         raise LeukonetError(f"--data-root {data_root}: no such folder")
     loader = run_loader(config, frame, len(classes), data_root, batch_size, workers=1)
-    rows, proba = predict_loader(run.model, loader, tta=tta)
-    aux = None
+    domain = getattr(run, "domain", None)
+    featured = getattr(run, "featured_model", None) if domain is not None else None
+    rows, proba = predict_loader(featured or run.model, loader, tta=tta)
+    aux, flags = None, None
     if isinstance(proba, dict):
+        if featured is not None:
+            flags = domain.flag(proba.pop(D.FEATURES))
         aux = {k: v for k, v in proba.items() if k != "cell_type"}
         proba = proba["cell_type"]
     y = frame["label_index"].to_numpy()[rows]
     result, tables = M.classification_metrics(y, proba, classes)
+    if flags is not None:  # how many are unlike the training images, and how those fare
+        result["domain"] = dict(D.summary(*flags, correct=proba.argmax(axis=1) == y),
+                                threshold=domain.threshold)
     result.update(manifest=str(manifest), data_root=str(data_root), tta=int(tta),
                   unreadable=dict(loader.bad))
     if aux and config.multitask:
@@ -77,7 +85,8 @@ def evaluate(run, manifest, data_root, tta=0, batch_size=None, figures=True, out
         result["by_family"], tables["families"] = M.family_metrics(
             y, proba.argmax(axis=1), frame["group"].to_numpy()[rows], classes)
     out = Path(out_dir) if out_dir else Path(run.out_dir) / "eval" / Path(manifest).stem
-    predictions = predictions_table(frame["path"].to_numpy()[rows], proba, classes, loader.bad)
+    predictions = predictions_table(frame["path"].to_numpy()[rows], proba, classes, loader.bad,
+                                    domain_flags=flags)
     predictions.insert(1, "label", list(frame["label"].to_numpy()[rows]) + [""] * len(loader.bad))
     if has_groups:  # lets `leukonet compare` pair two evaluations family by family
         predictions.insert(2, "group", list(frame["group"].astype(str).to_numpy()[rows]) + [""] * len(loader.bad))

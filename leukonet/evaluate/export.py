@@ -8,6 +8,7 @@ import shutil
 from pathlib import Path
 
 from leukonet import io
+from leukonet.compat import no_array_copy_warning
 from leukonet.errors import LeukonetError
 
 FORMATS = ("keras", "saved_model", "tflite", "onnx")
@@ -29,7 +30,8 @@ def export(run, fmt, out=None):
     out = Path(out) if out else Path(run.out_dir) / "export" / f"model{suffix or '_saved_model'}"
     if fmt == "keras":
         with io.atomic_path(out) as tmp:
-            model.save(tmp)
+            with no_array_copy_warning():
+                model.save(tmp)
     elif fmt == "saved_model":
         tmp = out.with_name(out.name + ".tmp")
         shutil.rmtree(tmp, ignore_errors=True)

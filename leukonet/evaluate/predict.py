@@ -9,6 +9,7 @@ from leukonet.data import images as image_io
 from leukonet.errors import LeukonetError
 
 UNCERTAIN = "uncertain"
+OUT_OF_DOMAIN = "out of domain"
 
 
 def tta_views(x, n, seed=0):
@@ -98,12 +99,16 @@ def frame_for_files(files):
     return Path(root), pd.DataFrame(dict(path=rel, label_index=0))
 
 
-def predictions_table(paths, proba, classes, bad=None, min_confidence=0.0):
-    """One row per image: path, prediction, confidence, one probability column per class;
-    unreadable images get an ``error`` and no prediction."""
+def predictions_table(paths, proba, classes, bad=None, min_confidence=0.0, domain_flags=None):
+    """One row per image: path, prediction, confidence, (with ``domain_flags`` = (scores,
+    flags): domain_score, out_of_domain), one probability column per class; unreadable
+    images get an ``error`` and no prediction."""
     table = pd.DataFrame(dict(path=paths))
     table["predicted"] = [classes[i] for i in proba.argmax(axis=1)]
     table["confidence"] = proba.max(axis=1)
+    if domain_flags is not None:
+        table["domain_score"] = np.round(domain_flags[0], 3)
+        table["out_of_domain"] = np.asarray(domain_flags[1], dtype=bool)
     if min_confidence:
         table.loc[table["confidence"] < min_confidence, "predicted"] = UNCERTAIN
     for i, c in enumerate(classes):
@@ -116,10 +121,16 @@ def predictions_table(paths, proba, classes, bad=None, min_confidence=0.0):
 
 
 def differential_count(table, classes):
-    """Number and percentage of each cell type (plus uncertain) among predicted images."""
-    predicted = table.loc[table["error"] == "", "predicted"]
+    """Number and percentage of each cell type (plus uncertain) among predicted images;
+    images flagged out of domain are counted apart, under ``out of domain``."""
+    readable = table[table["error"] == ""]
+    flagged = (readable["out_of_domain"].astype(bool) if "out_of_domain" in readable
+               else pd.Series(False, index=readable.index))
+    predicted = readable.loc[~flagged, "predicted"]
     order = list(classes) + ([UNCERTAIN] if (predicted == UNCERTAIN).any() else [])
     counts = predicted.value_counts().reindex(order, fill_value=0)
+    if flagged.any():
+        counts.loc[OUT_OF_DOMAIN] = int(flagged.sum())
     out = pd.DataFrame(dict(count=counts, percent=(100 * counts / max(1, counts.sum())).round(1)))
     out.index.name = "cell type"
     out.loc["total"] = [int(counts.sum()), 100.0 if counts.sum() else 0.0]
@@ -144,10 +155,14 @@ def read_paths(manifest):
 
 
 def predict_with(model, classes, views, images=None, manifest=None, data_root=None, tta=0,
-                 min_confidence=0.0, batch_size=32, max_pixels=None):
+                 min_confidence=0.0, batch_size=32, max_pixels=None, domain=None, featured=None):
     """Predictions table for loose images/folders or a manifest (+ data root); ``views``:
-    the (input size, nucleus crop) of each model input (``leukonet.data.views``)."""
+    the (input size, nucleus crop) of each model input (``leukonet.data.views``).
+    ``domain`` (``leukonet.evaluate.domain.Domain``): each image also gets its
+    ``domain_score`` and an ``out_of_domain`` flag (``featured``: the model's
+    ``domain.with_features`` twin, if the caller keeps one)."""
     from leukonet.data.views import loader_for
+    from leukonet.evaluate import domain as D
 
     if manifest is not None:
         if data_root is None:
@@ -161,7 +176,14 @@ def predict_with(model, classes, views, images=None, manifest=None, data_root=No
     loader = loader_for(views, frame, root, batch_size, num_classes=len(classes),
                         skip_bad_images=True, workers=1,
                         max_pixels=max_pixels or image_io.DEFAULT_MAX_PIXELS)
-    rows, proba = predict_loader(model, loader, tta=tta)
+    if domain is not None and featured is None:
+        featured = D.with_features(model)  # `featured`: the same, made once by the caller
+    featured = featured if domain is not None else None
+    rows, proba = predict_loader(featured or model, loader, tta=tta)
+    flags = None
     if isinstance(proba, dict):
+        if featured is not None:
+            flags = domain.flag(proba[D.FEATURES])
         proba = proba["cell_type"]
-    return predictions_table(frame["path"].to_numpy()[rows], proba, classes, loader.bad, min_confidence)
+    return predictions_table(frame["path"].to_numpy()[rows], proba, classes, loader.bad, min_confidence,
+                             domain_flags=flags)

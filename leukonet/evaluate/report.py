@@ -65,9 +65,14 @@ def _headline(name, m):
     ci = fam.get("accuracy_ci95_over_families")
     interval = (f" (95 % interval over {fam['families']} families: {ci[0]:.1%} to {ci[1]:.1%})"
                 if ci else " (no families in this manifest: no interval)")
+    d = m.get("domain")
+    domain = ("" if d is None else
+              f"; out of domain: {d['out_of_domain']} of {d['images']} images (unlike the "
+              f"training images)" + (f", accuracy {d['accuracy_in_domain']:.1%} on those that pass"
+                                     if d.get("accuracy_in_domain") is not None else ""))
     return (f'<p class="headline">{html.escape(name)}: accuracy <b>{m["accuracy"]:.1%}</b>'
             f'{interval}</p><p>balanced accuracy {m["balanced_accuracy"]:.1%}, macro-F1 '
-            f'{m.get("macro_f1", float("nan")):.3f}, {m["images"]} images '
+            f'{m.get("macro_f1", float("nan")):.3f}, {m["images"]} images{domain} '
             f'<span class="muted">({html.escape(str(m.get("manifest", "")))})</span></p>')
 
 
@@ -175,7 +180,9 @@ def _gradcam_by_class(run, val, per_class):
     files = [f for f in files if f.is_file()]
     if not files:
         return f"<p>validation images not found under {html.escape(str(root))}</p>"
-    return f"<p>{per_class} validation image(s) of every class.</p>" + _explain(run, files)
+    shown = _explain(run, files)
+    return (f"<p>{per_class} validation image(s) of every class.</p>" + shown
+            if shown.startswith("<img") else shown)
 
 
 def _top_losses(run, name, d, m):

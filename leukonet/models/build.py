@@ -9,6 +9,7 @@ from pathlib import Path
 import keras
 from keras import layers
 
+from leukonet.compat import no_array_copy_warning
 from leukonet.errors import LeukonetError
 from leukonet.models import heads, registry
 from leukonet.models.preprocessing import Preprocess
@@ -78,7 +79,8 @@ def load_backbone_weights(model, source, backbone_name):
         if source_backbone.count_params() != backbone.count_params():
             raise LeukonetError(f"{path}: its backbone does not match {backbone_name} "
                                 "(different architecture); pick the same --backbone")
-        backbone.set_weights(source_backbone.get_weights())
+        with no_array_copy_warning():
+            backbone.set_weights(source_backbone.get_weights())
         return
     try:
         backbone.load_weights(path)

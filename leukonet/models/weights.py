@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from leukonet.compat import no_array_copy_warning
 from leukonet.errors import LeukonetError
 
 FOLDER = Path(__file__).resolve().parents[1] / "weights"
@@ -126,7 +127,8 @@ def write_folder(run_dir, name, card_fields, out=FOLDER, config_changes=None):
     # compile=False: no optimizer, so none in the saved file (clone_model would keep it)
     clean = keras.saving.load_model(run_dir / "model.keras", safe_mode=True, compile=False)
     with io.atomic_path(target / "model.keras") as tmp:
-        clean.save(tmp)
+        with no_array_copy_warning():
+            clean.save(tmp)
     for file in ("classes.json", "metrics.json", "history.csv"):
         if (run_dir / file).is_file():  # history.csv: the report's curves
             io.write_bytes(target / file, (run_dir / file).read_bytes())
@@ -160,6 +162,9 @@ def render_card(card_data) -> str:
     lines += ["", "## Data", ""]
     for key, value in card_data.get("data", {}).items():
         lines.append(f"- {key}: {value}")
+    if card_data.get("domain_check"):  # leukonet.evaluate.domain
+        lines += ["", "## Out-of-domain check", ""]
+        lines += [f"- {key}: {value}" for key, value in card_data["domain_check"].items()]
     lines += ["", "## Reproduce", "", "```bash", card_data.get("recipe", ""), "```", "",
               "## Use", "", "```bash", *card_data.get("usage", []), "```", "",
               "## Citation", "", card_data.get("citation", ""), ""]

@@ -4,16 +4,19 @@ BatchNorm statistics) and one it ships, configured for leukonet's order (weight 
 Keras' ModelCheckpoint writes straight onto the target file, so a kill mid-write can
 leave a broken model.keras; these write to a temporary file and rename it.
 
-May import: keras, numpy, leukonet.io and leukonet.errors; nothing from leukonet.train.
+May import: keras, numpy, leukonet.io, leukonet.compat, leukonet.console and leukonet.errors;
+nothing from leukonet.train.
 """
 import json
 import logging
 import math
+import time
 
 import keras
 import numpy as np
 
 from leukonet import io
+from leukonet.compat import no_array_copy_warning
 from leukonet.errors import LeukonetError
 
 log = logging.getLogger("leukonet")
@@ -57,8 +60,9 @@ class AtomicCheckpoint(keras.callbacks.Callback):
               and (best is None or self._sign * (value - best) < 0)):
             self._save(model, self.best_path)
             state.update(best_value=float(value), best_epoch=epoch + 1)
-            log.info("epoch %d: %s improved to %.4f, saved %s", epoch + 1, self.monitor, value,
-                     self.best_path.name)
+            # EpochLog's line says "best so far"; the value is for -v and train.log
+            log.debug("epoch %d: %s improved to %.4f, saved %s", epoch + 1, self.monitor, value,
+                      self.best_path.name)
         state["last_epoch"] = epoch + 1
         io.write_json(self.state_path, state)
 
@@ -66,7 +70,8 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     def _save(self, model, path):
         try:
             with io.atomic_path(path) as tmp:
-                model.save(tmp)
+                with no_array_copy_warning():
+                    model.save(tmp)
         except OSError as e:
             # The temporary file is gone and the previous checkpoint untouched.
             raise LeukonetError(f"{path}: cannot write the checkpoint ({e.strerror or e}); the "
@@ -83,11 +88,48 @@ class EpochCSVLogger(keras.callbacks.CSVLogger):
 
 
 class EpochLog(keras.callbacks.Callback):
-    """One line per epoch into the run's log (the console gets Keras' own line)."""
+    """The one line per epoch, on the console and in train.log: the epoch of how many, its
+    metrics and time, and "best" when the checkpoint took it (read from ``state_path``,
+    which AtomicCheckpoint writes before this runs). Keras' own line is off unless -v."""
+
+    def __init__(self, state_path=None):
+        super().__init__()
+        self.state_path, self._start = state_path, None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
         items = ", ".join(f"{k} {v:.4f}" for k, v in (logs or {}).items())
-        log.info("epoch %d: %s", epoch + 1, items)
+        seconds = f" ({time.perf_counter() - self._start:.0f} s)" if self._start else ""
+        state = (json.loads(self.state_path.read_text())
+                 if self.state_path is not None and self.state_path.is_file() else {})
+        best = ", best so far: saved model.keras" if (
+            state.get("best_epoch") == epoch + 1 and "best_value" in state) else ""
+        log.info("epoch %d/%s: %s%s%s", epoch + 1, self.params.get("epochs", "?"), items,
+                 seconds, best)
+
+
+class BatchProgress(keras.callbacks.Callback):
+    """A progress bar inside each epoch (rate and time left) on a terminal, cleared at the
+    epoch's end where EpochLog's line takes its place; off with -q, -v and off a terminal."""
+
+    bar = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        from leukonet.console import progress
+
+        self.bar = progress(self.params.get("steps"), f"epoch {epoch + 1}/{self.params.get('epochs')}",
+                            "batch", leave=False)
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.bar is not None:
+            self.bar.update()
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
 
 
 class EMAWeights(keras.callbacks.SwapEMAWeights):

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from leukonet import io
+from leukonet.compat import no_array_copy_warning
 from leukonet.errors import LeukonetError
 from leukonet.train.open_run import open_run_dir
 from leukonet.train.run import Run, RunDir
@@ -140,7 +141,7 @@ def _combine(runs, run_dir, scores=None) -> Run:
     for name in _COPIED:
         if (runs[0].path / name).is_file():
             io.write_bytes(run_dir.path / name, (runs[0].path / name).read_bytes())
-    with io.atomic_path(run_dir.model) as tmp:
+    with io.atomic_path(run_dir.model) as tmp, no_array_copy_warning():
         model.save(tmp)
     # summed over the members: `ablate` reports train_images x epochs_run / train_seconds
     metrics = dict(members=listed, train_images=runs[0].metrics.get("train_images"),

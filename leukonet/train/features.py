@@ -15,6 +15,7 @@ import keras
 import numpy as np
 
 from leukonet import io
+from leukonet.compat import no_array_copy_warning
 from leukonet.data.loader import epoch_order
 from leukonet.models import heads
 from leukonet.models.build import BACKBONE_LAYER, OUTPUT
@@ -49,12 +50,14 @@ def copy_head(head, full):
     """Copy the head's weights into the full model, layer by layer (same names)."""
     for layer in head.layers:
         if layer.weights:
-            full.get_layer(layer.name).set_weights(layer.get_weights())
+            with no_array_copy_warning():
+                full.get_layer(layer.name).set_weights(layer.get_weights())
     return full
 
 
 def cache_features(extractor, loader, folder, name, views=1, policy=None):
     """Write ``folder/<name>_v<k>.npy`` (float16) for each view; reuse complete ones."""
+    from leukonet.console import progress
     from leukonet.data.augment import apply_policy, batch_seed
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -70,13 +73,17 @@ def cache_features(extractor, loader, folder, name, views=1, policy=None):
             out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.float16,
                                             shape=(len(loader.paths), *shape))
             start = 0
+            bar = progress(len(loader), f"cache features ({name}, view {view + 1}/{views})", "batch",
+                           leave=False)
             for b in range(len(loader)):
+                bar.update()
                 x, _ = loader[b]
                 if view > 0 and policy:  # view 0 is the clean image
                     x = apply_policy(policy, x, batch_seed(loader.seed, 10_000 + view, b))
                 f = extractor.predict_on_batch(x)
                 out[start:start + len(f)] = keras.ops.convert_to_numpy(f).astype(np.float16)
                 start += len(f)
+            bar.close()
             out.flush()
             del out
         io.write_json(meta, {"rows": len(loader.paths), "shape": list(shape)})

@@ -9,7 +9,10 @@ to ``folds.fit_folds``, ``--ensemble N`` to ``ensemble.fit_ensemble``, else
 May import: any module of leukonet.train. None of them imports this one: folds and
 ensemble train their models through the trainer (tests/train/test_layout.py checks).
 """
+import logging
+
 from leukonet.config import FitConfig
+from leukonet.errors import LeukonetError
 from leukonet.train.ensemble import fit_ensemble
 from leukonet.train.folds import fit_folds
 # The trainer's parts that lived here before, importable from here as they were. Training
@@ -20,6 +23,8 @@ from leukonet.train.open_run import open_run_dir
 from leukonet.train.run import Run
 from leukonet.train.run_data import _resolve_data
 from leukonet.train.trainer import start, train_started
+
+log = logging.getLogger("leukonet")
 
 __all__ = ["fit", "backbone_from_weights", "open_run_dir", "set_backbone_trainable", "_callbacks",
            "_class_weight", "_compile", "_loaders", "_monitor", "_resolve_data"]
@@ -36,10 +41,32 @@ def fit(config: FitConfig | None = None, resume=None, verbose=2, **overrides) ->
     if isinstance(started, Run):  # resume named a finished run
         return started
     if started.config.folds > 1:  # the data checked; fold models are ordinary runs inside this one
-        return fit_folds(started.config, started.run_dir, started.data, resume, verbose)
-    if started.config.ensemble > 1:  # the data checked; members are ordinary runs inside this one
-        return fit_ensemble(started.config, started.run_dir, resume, verbose)
-    return train_started(started, resume, verbose)
+        run = fit_folds(started.config, started.run_dir, started.data, resume, verbose)
+    elif started.config.ensemble > 1:  # the data checked; members are ordinary runs inside this one
+        run = fit_ensemble(started.config, started.run_dir, resume, verbose)
+    else:
+        run = train_started(started, resume, verbose)
+    describe_domain(run)
+    return run
+
+
+def describe_domain(run):
+    """The out-of-domain check's description of the training images (RUN/domain.npz,
+    ``leukonet.evaluate.domain``), written once a run is finished; a failure costs the
+    check, never the run."""
+    from leukonet.evaluate.domain import FILE, describe_run
+
+    if (run.path / FILE).is_file() or not run.dir.model.is_file():
+        return
+    try:
+        d = describe_run(Run(run.path))  # its own Run: the one returned keeps no model loaded
+    except LeukonetError as e:
+        log.warning("warning: no out-of-domain check for this run (%s); add it later with: "
+                    "leukonet calibrate %s", e, run.path)
+        return
+    log.info("out-of-domain check: described %d training images; %.0f %% of %d validation "
+             "images pass -> %s", d.info["train_images"], 100 * d.info["val_pass"],
+             d.info["val_images"], run.path / FILE)
 
 
 def backbone_from_weights(config):

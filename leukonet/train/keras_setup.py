@@ -65,9 +65,10 @@ def _callbacks(config, run_dir, stage, monitor, export=None, precise_bn=None, va
     seconds so far, recorded at each epoch end."""
     import keras
 
-    from leukonet.train.callbacks import (AtomicCheckpoint, EMAWeights, EpochCSVLogger, EpochLog,
-                                          EpochSeeds, PreciseBatchNorm, ResumableCounters,
-                                          monitor_mode)
+    from leukonet import console
+    from leukonet.train.callbacks import (AtomicCheckpoint, BatchProgress, EMAWeights,
+                                          EpochCSVLogger, EpochLog, EpochSeeds, PreciseBatchNorm,
+                                          ResumableCounters, monitor_mode)
 
     # CSVLogger before BackupAndRestore: a kill between the two repeats an epoch (and
     # _trim_history drops its row) instead of leaving a gap. ReduceLROnPlateau, EarlyStopping
@@ -99,9 +100,19 @@ def _callbacks(config, run_dir, stage, monitor, export=None, precise_bn=None, va
         callbacks.append(PreciseBatchNorm(precise_bn, config.precise_bn, at_epoch_end=not validated))
     callbacks.append(AtomicCheckpoint(run_dir.model, run_dir.last, run_dir.state,
                                       monitor=monitor if validated else None, export=export))
-    callbacks.append(EpochLog())
+    callbacks.append(EpochLog(run_dir.state))
+    if console.verbosity() == console.NORMAL:
+        callbacks.append(BatchProgress())
     # TensorBoard logs need the tensorboard package (not a TensorFlow dependency any more).
     if importlib.util.find_spec("tensorboard") is not None and keras.backend.backend() == "tensorflow":
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir.path / "logs"), write_graph=False,
                                                      profile_batch=0))
     return callbacks
+
+
+def keras_verbose(verbose):
+    """Keras' own progress output: only with -v (console.VERBOSE); otherwise leukonet's
+    EpochLog line (and BatchProgress bar) stand for it."""
+    from leukonet import console
+
+    return verbose if console.verbosity() >= console.VERBOSE else 0

@@ -163,14 +163,43 @@ class Run:
 
     def predict(self, images=None, manifest=None, data_root=None, tta=0, min_confidence=0.0,
                 max_pixels=None):
-        """A DataFrame: one row per image with the predicted label and probabilities."""
+        """A DataFrame: one row per image with the predicted label and probabilities, and
+        (when the run describes its training images: ``domain``) each image's
+        ``domain_score`` and ``out_of_domain`` flag."""
         from leukonet.evaluate.predict import predict_with
 
         from leukonet.data.views import run_views
 
         return predict_with(self.model, self.classes, run_views(self.config), images=images,
                             manifest=manifest, data_root=data_root, tta=tta,
-                            min_confidence=min_confidence, max_pixels=max_pixels)
+                            min_confidence=min_confidence, max_pixels=max_pixels,
+                            domain=self.domain,
+                            featured=self.featured_model if self.domain is not None else None)
+
+    @property
+    def featured_model(self):
+        """The model with its penultimate features as a second output (the domain check's
+        input), made once per Run; None where they cannot be reached."""
+        if getattr(self, "_featured", None) is None:
+            from leukonet.evaluate.domain import with_features
+
+            self._featured = with_features(self.model)
+        return self._featured
+
+    @property
+    def domain(self):
+        """The description of the training images in feature space (``domain.npz``) that
+        the out-of-domain check compares with, or None (a run made before it existed:
+        ``calibrate()`` adds it)."""
+        from leukonet.evaluate.domain import Domain
+
+        return Domain.load(self.path)
+
+    def calibrate(self, data_root=None, train_manifest=None, val_manifest=None):
+        """Compute and store ``domain.npz`` from the run's training and validation images."""
+        from leukonet.evaluate.domain import describe_run
+
+        return describe_run(self, data_root, train_manifest, val_manifest)
 
     def explain(self, images, out_dir=None, max_pixels=None):
         """Grad-CAM overlays; returns the figure (and writes PNGs to out_dir if given)."""
@@ -179,7 +208,8 @@ class Run:
         from leukonet.data.views import run_views
 
         return explain(self.model, self.classes, run_views(self.config), images, out_dir,
-                       max_pixels=max_pixels)
+                       max_pixels=max_pixels, domain=self.domain,
+                       featured=self.featured_model if self.domain is not None else None)
 
     def export(self, format="keras", out=None):
         from leukonet.evaluate.export import export

@@ -14,9 +14,11 @@ import time
 from typing import NamedTuple
 
 from leukonet import io
+from leukonet.compat import no_array_copy_warning
 from leukonet.config import FitConfig
 from leukonet.errors import LeukonetError
-from leukonet.train.keras_setup import _callbacks, _compile, _monitor, set_backbone_trainable
+from leukonet.train.keras_setup import (_callbacks, _compile, _monitor, keras_verbose,
+                                        set_backbone_trainable)
 from leukonet.train.loaders import (_class_weight, _clean_train_loader, _loaders,
                                     _precise_bn_loader)
 from leukonet.train.open_run import _console, _log_file_only, open_run_dir
@@ -183,13 +185,13 @@ def _train(config, run_dir, data, image_size, verbose):
         # shuffle=False: the loader shuffles its rows from (seed, epoch) itself; Keras' own
         # shuffle of the batch order draws on Python's global `random`, whose state a resumed
         # process does not have (a resumed run trained on the batches in another order).
-        with loader_errors(train, val, bn_loader):
+        with loader_errors(train, val, bn_loader), no_array_copy_warning():
             model.fit(train, validation_data=val, epochs=s["epochs"], initial_epoch=initial_epoch,
                       shuffle=False,
                       callbacks=_callbacks(config, run_dir, s["stage"], monitor,
                                            precise_bn=bn_loader, validated=val is not None,
                                            resume_epoch=restored, clock=clock) + [guard],
-                      class_weight=class_weight, verbose=verbose)
+                      class_weight=class_weight, verbose=keras_verbose(verbose))
         if guard.fired:
             nan = True
             break
@@ -253,14 +255,15 @@ def _train_cached(config, run_dir, data, model, train, val, aux_classes, class_w
     train_f.epoch = _restored_epoch(run_dir, 1, 0)
     _trim_history(run_dir, train_f.epoch)
     guard = NanGuard()
-    head.fit(F.keras_input(train_f), validation_data=F.keras_input(val_f), epochs=config.epochs,
-             shuffle=False,  # the feature loader shuffles from (seed, epoch): see _train
-             verbose=verbose,
-             callbacks=_callbacks(config, run_dir, 1,
-                                  _monitor(config, validated=True, multitask=bool(aux_classes)),
-                                  export=lambda h: F.copy_head(h, model),
-                                  resume_epoch=train_f.epoch, clock=clock) + [guard],
-             class_weight=class_weight)
+    with no_array_copy_warning():
+        head.fit(F.keras_input(train_f), validation_data=F.keras_input(val_f), epochs=config.epochs,
+                 shuffle=False,  # the feature loader shuffles from (seed, epoch): see _train
+                 verbose=keras_verbose(verbose),
+                 callbacks=_callbacks(config, run_dir, 1,
+                                      _monitor(config, validated=True, multitask=bool(aux_classes)),
+                                      export=lambda h: F.copy_head(h, model),
+                                      resume_epoch=train_f.epoch, clock=clock) + [guard],
+                 class_weight=class_weight)
     state = run_dir.read_state()
     if guard.fired:
         raise LeukonetError(f"loss became NaN; training stopped (best checkpoint: epoch "
@@ -272,4 +275,5 @@ def _train_cached(config, run_dir, data, model, train, val, aux_classes, class_w
 def _copy_weights(path, model):
     from leukonet.train.run import load_model
 
-    model.set_weights(load_model(path).get_weights())
+    with no_array_copy_warning():
+        model.set_weights(load_model(path).get_weights())

@@ -103,6 +103,8 @@ def test_predict_and_explain_have_the_max_pixels_flag_they_advise(run, tmp_path,
                               "--max-pixels", "1000"]), "raise --max-pixels")
     assert main(["predict", str(r.path), str(big), "-o", str(tmp_path / "p.csv"),
                  "--max-pixels", "100000"]) == 0
+    # a flat pink square is nothing like the training cells: that prediction warns so
+    assert "out of domain: 1 of 1" in capsys.readouterr().err
     _error_line(capsys, main(["explain", str(r.path), str(big), "-o", str(tmp_path / "cam"),
                               "--max-pixels", "1000"]), "raise --max-pixels")
 

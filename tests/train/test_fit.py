@@ -185,14 +185,33 @@ def test_cli_fit_and_resume_flags(demo, tmp_path, capsys):
 
 
 def test_fit_demo_main_job(tmp_path, monkeypatch, capsys):
-    """`leukonet fit --demo` (shortened to 2 epochs here; the README runs the full one)."""
+    """`leukonet fit --demo` (shortened to 2 epochs here; the README runs the full one):
+    real cells fine-tuned from pbc, a held-out score with its interval over families, and
+    the next commands, which work as printed."""
+    import re
+    import shlex
+
     monkeypatch.chdir(tmp_path)
     assert main(["fit", "--demo", "--epochs", "2"]) == 0
     out = capsys.readouterr().out
-    assert "SYNTHETIC demo data" in out and "validation accuracy" in out
+    held = re.search(r"held-out accuracy: ([\d.]+)% \(95 % interval over (\d+) held-out cells: "
+                     r"([\d.]+)% to ([\d.]+)%\)", out)
+    assert held, out
+    acc, families, lo, hi = float(held[1]), int(held[2]), float(held[3]), float(held[4])
+    assert lo <= acc <= hi and families == 30
     runs = list((tmp_path / "runs").iterdir())
     assert len(runs) == 1 and runs[0].name.startswith("demo-")
-    assert (tmp_path / "leukonet-demo" / "data" / "README.txt").is_file()
+    config = json.loads((runs[0] / "config.json").read_text())
+    assert config["weights"] == "pbc" and config["backbone"] == "simple_cnn_wide"
+    evaluation = json.loads((runs[0] / "eval" / "heldout" / "metrics.json").read_text())
+    assert evaluation["accuracy"] == pytest.approx(acc / 100, abs=6e-4)
+    assert (tmp_path / "leukonet-demo" / "README.md").read_text().count("MIT License") == 1
+    # the printed next commands run as they are
+    nexts = [line.split("#")[0].strip() for line in out.splitlines() if line.startswith("  leukonet ")]
+    assert [n.split()[1] for n in nexts] == ["evaluate", "predict", "report"]
+    for command in nexts[1:]:
+        assert main(shlex.split(command)[1:]) == 0, command
+    assert (tmp_path / "counts.csv").is_file() and (runs[0] / "report.html").is_file()
     # --config reruns a run's config into a new run directory
     assert main(["fit", "--config", str(runs[0] / "config.json"), "--name", "again",
                  "--epochs", "1"]) == 0
