@@ -15,15 +15,21 @@ _level = NORMAL
 
 def set_verbosity(level):
     """-1 quiet (warnings, errors and each command's result), 0 normal, 1 verbose (also
-    Keras' own progress lines, TensorFlow's native log and leukonet's debug lines)."""
+    Keras' own progress lines, TensorFlow's native log and leukonet's debug lines). The
+    console shows log lines from ``console_level()`` up; a run's train.log keeps its
+    INFO lines whatever the console shows."""
     global _level
     _level = int(level)
-    logging.getLogger("leukonet").setLevel(
-        {QUIET: logging.WARNING, NORMAL: logging.INFO}.get(_level, logging.DEBUG))
+    logging.getLogger("leukonet").setLevel(logging.DEBUG if _level >= VERBOSE else logging.INFO)
 
 
 def verbosity():
     return _level
+
+
+def console_level():
+    """The lowest log level the console shows."""
+    return {QUIET: logging.WARNING, NORMAL: logging.INFO}.get(_level, logging.DEBUG)
 
 
 def progress(total=None, desc="", unit="it", leave=True):

@@ -45,17 +45,33 @@ def test_every_command_takes_quiet_and_verbose():
         assert {"-q", "--quiet", "-v", "--verbose"} <= flags, " ".join(path)
 
 
-def test_quiet_and_verbose_set_the_log_level():
+def test_quiet_and_verbose_set_what_the_console_shows(tmp_path, capsys):
+    """-q hides leukonet's info lines (one per epoch, ...) from the console but not from
+    train.log; -v adds the debug lines."""
     import logging
 
+    from leukonet.train.open_run import _log_to
+
+    log = logging.getLogger("leukonet")
+    handler = _log_to(tmp_path / "train.log")
     try:
         console.set_verbosity(console.QUIET)
-        assert logging.getLogger("leukonet").level == logging.WARNING
+        log.info("an info line")
+        log.warning("a warning line")
         console.set_verbosity(console.VERBOSE)
-        assert logging.getLogger("leukonet").level == logging.DEBUG
+        log.debug("a debug line")
+        console.set_verbosity(console.NORMAL)
+        log.info("another info line")
+        log.debug("hidden debug line")
     finally:
         console.set_verbosity(console.NORMAL)
-    assert logging.getLogger("leukonet").level == logging.INFO
+        log.removeHandler(handler)
+        handler.close()
+    out = capsys.readouterr().out
+    assert "an info line" not in out and "a warning line" in out
+    assert "a debug line" in out and "another info line" in out and "hidden debug" not in out
+    kept = (tmp_path / "train.log").read_text()
+    assert "an info line" in kept and "another info line" in kept
 
 
 def test_progress_callback_closes_at_the_end():

@@ -40,3 +40,17 @@ def test_wheel_carries_the_shipped_weights_and_the_demo_sample(tmp_path):
                if p.is_file()}
     assert len(wanted) > 500
     assert wanted <= names, sorted(wanted - names)[:5]
+
+
+def test_a_warning_from_leukonet_code_fails_the_test_suite():
+    """setup.cfg's filterwarnings turns warnings raised in leukonet modules into errors,
+    so a new one fails the test that triggers it; others' warnings stay warnings."""
+    import warnings
+
+    import pytest
+
+    code = compile("import warnings\nwarnings.warn('new', UserWarning)", "leukonet/x.py", "exec")
+    with pytest.raises(UserWarning):
+        exec(code, {"__name__": "leukonet.somewhere"})
+    with warnings.catch_warnings(record=True):
+        exec(code, {"__name__": "somebody_else"})  # not an error

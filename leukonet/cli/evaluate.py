@@ -18,6 +18,8 @@ def add_parser(sub):
     e.set_defaults(func=evaluate)
 
     p = sub.add_parser("predict", help="predict images, folders or a manifest; differential count",
+                       usage="leukonet predict MODEL (IMAGE_OR_FOLDER ... | --manifest CSV "
+                             "--data-root DIR) -o OUTPUT.csv [options]",
                        description="Classify loose images and folders (searched recursively), or "
                        "the rows of --manifest with --data-root (then give no images), and write one "
                        "row per image plus the differential count (cells per class).")

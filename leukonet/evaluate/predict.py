@@ -164,6 +164,9 @@ def predict_with(model, classes, views, images=None, manifest=None, data_root=No
     from leukonet.data.views import loader_for
     from leukonet.evaluate import domain as D
 
+    if manifest is not None and images:
+        raise LeukonetError("give images or --manifest, not both (the manifest's rows are the "
+                            "images to predict)")
     if manifest is not None:
         if data_root is None:
             raise LeukonetError("--manifest needs --data-root: the folder its paths are relative to")

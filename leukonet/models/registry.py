@@ -4,6 +4,7 @@ Specs are plain data (timm-style registry); ``build_backbone`` turns one into a
 headless ``keras.Model`` that maps preprocessed pixels to a feature map.
 """
 import importlib
+import warnings
 from dataclasses import dataclass
 
 from leukonet.errors import LeukonetError
@@ -91,7 +92,11 @@ def build_backbone(spec, input_shape, weights=None):
     if spec.preprocessing == "none" and "include_preprocessing" in ctor.__code__.co_varnames:
         kwargs["include_preprocessing"] = True
     try:
-        model = ctor(**kwargs)
+        with warnings.catch_warnings():
+            if weights is None:  # MobileNet's note about which ImageNet weights it would load
+                warnings.filterwarnings("ignore", message=".*Weights for input shape",
+                                        category=UserWarning)
+            model = ctor(**kwargs)
     except Exception as e:  # noqa: BLE001 - download failures come as many types
         if weights != "imagenet":
             raise

@@ -9,6 +9,7 @@ import contextlib
 import logging
 import sys
 
+from leukonet import console
 from leukonet.errors import LeukonetError
 
 
@@ -42,6 +43,10 @@ class _CurrentStdout(logging.StreamHandler):
     def stream(self, value):
         pass
 
+    def filter(self, record):
+        """-q / -v (leukonet.console) decide what the console shows, train.log keeps all."""
+        return record.levelno >= console.console_level() and super().filter(record)
+
 
 def _log_file_only(message):
     """A line for train.log only (the run's file handlers), not the console."""
@@ -53,13 +58,13 @@ def _log_file_only(message):
 def _console():
     """leukonet's log lines on the console (once)."""
     logger = logging.getLogger("leukonet")
-    logger.setLevel(logging.INFO)
+    logger.setLevel(min(logging.INFO, console.console_level()))
     if not any(isinstance(h, logging.StreamHandler) and getattr(h, "_leukonet", False)
                for h in logger.handlers):
-        console = _CurrentStdout()
-        console.setFormatter(logging.Formatter("%(message)s"))
-        console._leukonet = True
-        logger.addHandler(console)
+        handler = _CurrentStdout()
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._leukonet = True
+        logger.addHandler(handler)
     return logger
 
 
