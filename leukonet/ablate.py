@@ -97,12 +97,14 @@ def check_cell(base, cell):
     from leukonet.models.heads import HEADS
     from leukonet.models.registry import check_size, get_backbone
 
+    from leukonet.models.user_backbone import is_file
+
     config = base.replace(**{k: v for k, v in cell.items() if k in _FIELDS})
-    spec = get_backbone(config.backbone)
+    spec = None if is_file(config.backbone) else get_backbone(config.backbone)  # your own: fit checks it
     if config.head not in HEADS:
         raise LeukonetError(f"unknown head {config.head!r}; choose one of: {', '.join(HEADS)}")
     size = parse_size(config.image_size)
-    if isinstance(size, list):
+    if isinstance(size, list) and spec is not None:
         check_size(spec, size)
     for name in ("batch_size", "epochs"):
         if getattr(config, name) <= 0:

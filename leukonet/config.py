@@ -36,7 +36,8 @@ class FitConfig:
     saturation: float = 0.1
     mixup: float = 0.0  # >0: blend training pairs, images and targets, by Beta(mixup, mixup)
     # model
-    backbone: str = "inception_resnet_v2"
+    backbone: str = "inception_resnet_v2"  # a registry name, or your network: "file:backbone.keras"
+    backbone_preprocessing: str | None = None  # your network's input: none (RGB 0-255) | tf | torch | caffe
     head: str = "conv"
     head_filters: int = 128
     head_units: int | None = None
@@ -70,6 +71,9 @@ class FitConfig:
     jit: bool | None = None
     seed: int = 0
     strategy: str = "default"  # default | mirrored | multiworker | tpu
+    # your own Keras callbacks, run after leukonet's and rebuilt on --resume:
+    # [{"class": "module:QualName", "kwargs": {...}}] (``leukonet.train.user_callbacks``)
+    callbacks: list | None = None
     # run directory
     run_dir: str | None = None  # default runs/<name>
     name: str | None = None

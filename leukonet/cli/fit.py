@@ -76,7 +76,12 @@ def add_fit_arguments(p):
     a.add_argument("--mixup", type=float, metavar="ALPHA", help="blend pairs of training images "
                    "and their labels by a Beta(ALPHA, ALPHA) weight (keras.layers.MixUp; e.g. 0.2)")
     m = p.add_argument_group("model")
-    m.add_argument("--backbone", help=f"see `leukonet backbones` (default {_DEFAULTS.backbone})")
+    m.add_argument("--backbone", help=f"see `leukonet backbones` (default {_DEFAULTS.backbone}), "
+                   "or your own headless network saved as a .keras file (copied into the run)")
+    m.add_argument("--backbone-preprocessing", choices=["none", "tf", "torch", "caffe"],
+                   help="with your own backbone: what its input gets (default none: RGB 0-255 as "
+                   "float; tf: [-1, 1]; torch: [0, 1] then ImageNet mean/std; caffe: BGR minus "
+                   "ImageNet means)")
     m.add_argument("--head", help="conv | gap | dense | bilstm (default conv)")
     m.add_argument("--head-filters", type=int, help="Conv2D filters of the conv head (default "
                    f"{_DEFAULTS.head_filters}; the other heads ignore it)")
@@ -145,6 +150,11 @@ def add_fit_arguments(p):
     t.add_argument("--seed", type=int, help="seed for weights, shuffling, augmentation and the "
                    f"on-the-fly validation split (default {_DEFAULTS.seed})")
     t.add_argument("--strategy", help="default | mirrored | multiworker | tpu")
+    t.add_argument("--callback", dest="callbacks", action="append", metavar="MODULE:NAME[=JSON]",
+                   help="your own Keras callback, run after leukonet's (repeatable): a class by "
+                   "import path, with its keyword arguments as a JSON object, e.g. "
+                   "keras.callbacks:CSVLogger='{\"filename\": \"log.csv\"}'; kept in the "
+                   "config, so --resume runs it again")
 
 
 def base_config(args):
@@ -159,7 +169,12 @@ def _start_config(args):
     if args.config and args.preset:
         raise LeukonetError("give --config or --preset, not both")
     if args.config:
-        return FitConfig.read(args.config).replace(run_dir=None, overwrite=False)
+        from pathlib import Path
+
+        from leukonet.models.user_backbone import resolve
+
+        config = resolve(FitConfig.read(args.config), Path(args.config).parent)  # file: backbone
+        return config.replace(run_dir=None, overwrite=False)
     if args.preset:
         return preset_config(args.preset)
     return FitConfig()
@@ -178,6 +193,14 @@ def _overrides(args):
         out["multitask"] = _read_json_arg(out["multitask"], "--multitask")
     if "unfreeze" in out and out["unfreeze"] > 1:
         out["unfreeze"] = int(out["unfreeze"])
+    if "backbone" in out:
+        from leukonet.models.user_backbone import as_spec
+
+        out["backbone"] = as_spec(out["backbone"])  # my_net.keras: file:/absolute/my_net.keras
+    if "callbacks" in out:
+        from leukonet.train.user_callbacks import parse
+
+        out["callbacks"] = [parse(text) for text in out["callbacks"]]
     return out
 
 
@@ -193,7 +216,13 @@ def _read_json_arg(text, flag):
 
 
 def run(args):
+    import os
+    import sys
+
     from leukonet.train.fit import fit
+
+    if os.getcwd() not in sys.path:  # --callback mymodule:Name finds mymodule.py here, last
+        sys.path.append(os.getcwd())
 
     if args.resume:
         given = _overrides(args)

@@ -3,6 +3,10 @@
 The model takes plain 0-255 RGB (``image``), holds the backbone as one nested layer
 named ``backbone`` (so freezing, fine-tuning and transfer find it by name) and outputs
 ``cell_type`` probabilities (plus the multi-task output when configured).
+
+The backbone is a registry one (``registry.build_backbone``), or your own network from a
+file (``backbone="file:..."``, ``leukonet.models.user_backbone``) with its own weights and
+the preprocessing the config names (default ``none``).
 """
 from pathlib import Path
 
@@ -11,7 +15,7 @@ from keras import layers
 
 from leukonet.compat import no_array_copy_warning
 from leukonet.errors import LeukonetError
-from leukonet.models import heads, registry
+from leukonet.models import heads, registry, user_backbone
 from leukonet.models.preprocessing import Preprocess
 
 BACKBONE_LAYER = "backbone"
@@ -21,13 +25,20 @@ OUTPUT = "cell_type"
 def build_model(config, num_classes, image_size, aux_classes=None) -> keras.Model:
     """``config``: a FitConfig (backbone, head, head_filters, head_units, dropout,
     weights, multitask). ``image_size``: (height, width)."""
-    spec = registry.get_backbone(config.backbone)
-    registry.check_size(spec, image_size)
     h, w = image_size
     weights = str(config.weights or "none")
     image = keras.Input((h, w, 3), name="image")
-    x = Preprocess(spec.preprocessing, name="preprocess")(image)
-    backbone = registry.build_backbone(spec, (h, w, 3), "imagenet" if weights == "imagenet" else None)
+    if user_backbone.is_file(config.backbone):  # your network, its own weights
+        name = user_backbone.LABEL
+        mode = config.backbone_preprocessing or user_backbone.DEFAULT_PREPROCESSING
+        backbone = user_backbone.load(user_backbone.path_of(config.backbone))
+        weights = "none" if weights == "imagenet" else weights
+    else:
+        spec = registry.get_backbone(config.backbone)
+        registry.check_size(spec, image_size)
+        name, mode = spec.name, spec.preprocessing
+        backbone = registry.build_backbone(spec, (h, w, 3), "imagenet" if weights == "imagenet" else None)
+    x = Preprocess(mode, name="preprocess")(image)
     backbone.name = BACKBONE_LAYER
     features = backbone(x)
     pooled = heads.apply_head(config.head, features, image, filters=config.head_filters,
@@ -40,9 +51,9 @@ def build_model(config, num_classes, image_size, aux_classes=None) -> keras.Mode
         outputs[name] = layers.Dense(len(aux_classes), activation="softmax", dtype="float32",
                                      name=name)(pooled)
     model = keras.Model(image, outputs if aux_classes else outputs[OUTPUT],
-                        name=f"leukonet_{spec.name}_{config.head}")
+                        name=f"leukonet_{name}_{config.head}")
     if weights not in ("imagenet", "none"):
-        load_backbone_weights(model, weights, spec.name)
+        load_backbone_weights(model, weights, name)
     return model
 
 

@@ -15,7 +15,11 @@ Why: a from-scratch model on blood-cells moves by several points of validation a
 from epoch to epoch and seed to seed (benchmarks/results/accuracy_cpu.md); averaging
 models is the standard cure for that variance.
 
-May import: the single-model trainer (``trainer.fit_one``) and the modules below it; never
+The user's callbacks (instances) go to every member; a user's backbone file is copied into
+the ensemble's folder, and from there into each member's.
+
+May import: the single-model trainer (``trainer.fit_one``), the modules below it and
+leukonet.models.user_backbone; never
 ``leukonet.train.fit`` (the entry that dispatches here) nor ``folds`` (which builds on this).
 """
 import logging
@@ -27,6 +31,7 @@ import numpy as np
 from leukonet import io
 from leukonet.compat import no_array_copy_warning
 from leukonet.errors import LeukonetError
+from leukonet.models import user_backbone
 from leukonet.train.open_run import open_run_dir
 from leukonet.train.run import Run, RunDir
 from leukonet.train.trainer import fit_one
@@ -35,11 +40,12 @@ log = logging.getLogger("leukonet")
 _COPIED = ("classes.json", "train_manifest.csv", "val_manifest.csv")  # from the first member
 
 
-def fit_ensemble(config, run_dir, resume, verbose=2) -> Run:
+def fit_ensemble(config, run_dir, resume, verbose=2, callbacks=None) -> Run:
     """``--ensemble N``: train the members that are not finished, then combine them."""
     with open_run_dir(run_dir, config.overwrite, resume is not None):
         if resume is None:
-            io.write_json(run_dir.config, config.replace(run_dir=str(run_dir.path)).to_dict())
+            config, stored = user_backbone.keep(config, run_dir.path)
+            io.write_json(run_dir.config, stored.replace(run_dir=str(run_dir.path)).to_dict())
         listed = config.extra.get("ensemble_members", [])
         if any(Path(m["path"]).is_absolute() for m in listed):
             # made by `leukonet ensemble` from runs elsewhere: nothing to train, recombine
@@ -49,25 +55,26 @@ def fit_ensemble(config, run_dir, resume, verbose=2) -> Run:
             path = run_dir.path / "members" / str(k)
             train_member(config.replace(ensemble=1, seed=config.seed + k, run_dir=str(path),
                                         name=None, overwrite=True),
-                         f"ensemble member {k + 1}/{config.ensemble}", verbose)
+                         f"ensemble member {k + 1}/{config.ensemble}", verbose, callbacks)
             paths.append(path)
             io.write_json(run_dir.state, dict(members_finished=k + 1))  # `ablate` resumes by it
         return _combine(_finished(paths), run_dir)
 
 
-def train_member(member_config, what, verbose):
+def train_member(member_config, what, verbose, callbacks=None):
     """Train one member into ``member_config.run_dir``: skipped when finished, resumed when
-    started (after a kill), else started (also used by ``--folds``)."""
+    started (after a kill), else started (also used by ``--folds``); ``callbacks``: the
+    user's instances."""
     path = Path(member_config.run_dir)
     member = RunDir(path)
     if member.metrics.is_file():
         log.info("%s: finished earlier (%s)", what, path)
     elif member.config.is_file():
         log.info("%s: resuming %s", what, path)
-        fit_one(resume=path, verbose=verbose)
+        fit_one(resume=path, verbose=verbose, callbacks=callbacks)
     else:
         log.info("%s: seed %d -> %s", what, member_config.seed, path)
-        fit_one(member_config, verbose=verbose)
+        fit_one(member_config, verbose=verbose, callbacks=callbacks)
 
 
 def ensemble(runs, out, overwrite=False) -> Run:

@@ -6,13 +6,22 @@ check the config and resolve the data (``trainer.start``), then dispatches: ``--
 to ``folds.fit_folds``, ``--ensemble N`` to ``ensemble.fit_ensemble``, else
 ``trainer.train_started``.
 
-May import: any module of leukonet.train. None of them imports this one: folds and
-ensemble train their models through the trainer (tests/train/test_layout.py checks).
+Users' own objects come in here: ``callbacks=[...]`` (``user_callbacks``: stored in the
+config where they can be, handed down to every model trained) and ``backbone=<keras.Model>``
+or a ``.keras`` file (``leukonet.models.user_backbone``: checked, then copied into the run
+folders).
+
+May import: any module of leukonet.train, and leukonet.models.user_backbone. None of them
+imports this one: folds and ensemble train their models through the trainer
+(tests/train/test_layout.py checks).
 """
 import logging
+import shutil
 
 from leukonet.config import FitConfig
 from leukonet.errors import LeukonetError
+from leukonet.models import user_backbone
+from leukonet.train import user_callbacks
 from leukonet.train.ensemble import fit_ensemble
 from leukonet.train.folds import fit_folds
 # The trainer's parts that lived here before, importable from here as they were. Training
@@ -30,22 +39,35 @@ __all__ = ["fit", "backbone_from_weights", "open_run_dir", "set_backbone_trainab
            "_class_weight", "_compile", "_loaders", "_monitor", "_resolve_data"]
 
 
-def fit(config: FitConfig | None = None, resume=None, verbose=2, **overrides) -> Run:
-    """Train a classifier; returns the Run. ``resume``: a run directory to continue."""
-    if resume is None:
-        given = config
-        config = (config or FitConfig()).replace(**overrides) if overrides else (config or FitConfig())
-        if given is None and "backbone" not in overrides:
-            config = backbone_from_weights(config)
-    started = start(config, resume)  # resume: the run's config.json, not config
-    if isinstance(started, Run):  # resume named a finished run
-        return started
-    if started.config.folds > 1:  # the data checked; fold models are ordinary runs inside this one
-        run = fit_folds(started.config, started.run_dir, started.data, resume, verbose)
-    elif started.config.ensemble > 1:  # the data checked; members are ordinary runs inside this one
-        run = fit_ensemble(started.config, started.run_dir, resume, verbose)
-    else:
-        run = train_started(started, resume, verbose)
+def fit(config: FitConfig | None = None, resume=None, verbose=2, callbacks=None,
+        **overrides) -> Run:
+    """Train a classifier; returns the Run. ``resume``: a run directory to continue.
+    ``callbacks``: your Keras callbacks, run after leukonet's in every model trained.
+    ``backbone`` (an override) may be your own headless ``keras.Model``."""
+    callbacks = user_callbacks.given(callbacks)
+    temporary = None
+    try:
+        if resume is None:
+            given = config
+            config = (config or FitConfig()).replace(**overrides) if overrides else (config or FitConfig())
+            if given is None and "backbone" not in overrides:
+                config = backbone_from_weights(config)
+            config = user_callbacks.record(config, callbacks)
+            config, temporary = user_backbone.prepare(config)  # your network: checked, copied
+        started = start(config, resume)  # resume: the run's config.json, not config
+        if isinstance(started, Run):  # resume named a finished run
+            return started
+        user_callbacks.check(started.config.callbacks)  # a bad spec: refused before training
+        user_callbacks.warn_unstored(callbacks, started.run_dir.path)
+        if started.config.folds > 1:  # the data checked; fold models are ordinary runs inside this one
+            run = fit_folds(started.config, started.run_dir, started.data, resume, verbose, callbacks)
+        elif started.config.ensemble > 1:  # the data checked; members are ordinary runs inside this one
+            run = fit_ensemble(started.config, started.run_dir, resume, verbose, callbacks)
+        else:
+            run = train_started(started, resume, verbose, callbacks)
+    finally:
+        if temporary is not None:  # the run folders hold their copies
+            shutil.rmtree(temporary, ignore_errors=True)
     describe_domain(run)
     return run
 

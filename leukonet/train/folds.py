@@ -24,8 +24,9 @@ accuracy_cpu.md: the same recipe scored 5 points above TEST on one draw and 6 be
 another); cross-validation scores every family once, so the estimate rests on all of them.
 ``--resume RUN`` after a kill skips the finished folds and resumes the interrupted one.
 
-May import: ``ensemble`` (its members' training and combining) and the single-model trainer's
-modules; never ``leukonet.train.fit``, the entry that dispatches here.
+May import: ``ensemble`` (its members' training and combining), the single-model trainer's
+modules and leukonet.models.user_backbone; never ``leukonet.train.fit``, the entry that
+dispatches here.
 """
 import logging
 
@@ -34,6 +35,7 @@ import pandas as pd
 
 from leukonet import io
 from leukonet.errors import LeukonetError
+from leukonet.models import user_backbone
 from leukonet.train.ensemble import _COPIED, _combine, _finished, _stored_path, train_member
 from leukonet.train.open_run import open_run_dir
 from leukonet.train.run import Run
@@ -41,15 +43,16 @@ from leukonet.train.run import Run
 log = logging.getLogger("leukonet")
 
 
-def fit_folds(config, run_dir, data, resume, verbose=2) -> Run:
+def fit_folds(config, run_dir, data, resume, verbose=2, callbacks=None) -> Run:
     """``--folds K``: write the folds (once), train the unfinished fold models, then combine
     them and score the out-of-fold predictions."""
     pool, fold = (None, None) if resume is not None else _folds(config, data)  # refused before
     with open_run_dir(run_dir, config.overwrite, resume is not None):    # the folder is made
         if resume is None:
             _write_folds(config, run_dir, data["classes"], pool, fold)
+            config, stored = user_backbone.keep(config, run_dir.path)  # the fold models copy it
             # last: a kill before it leaves no half-made run to resume
-            io.write_json(run_dir.config, config.replace(run_dir=str(run_dir.path)).to_dict())
+            io.write_json(run_dir.config, stored.replace(run_dir=str(run_dir.path)).to_dict())
         paths = []
         for k in range(config.folds):
             path = run_dir.path / "members" / str(k)
@@ -59,7 +62,7 @@ def fit_folds(config, run_dir, data, resume, verbose=2) -> Run:
                                     val_manifest=None if config.refit else str(val),
                                     val_fraction=0 if config.refit else config.val_fraction,
                                     run_dir=str(path), name=None, overwrite=True)
-            train_member(member, f"fold {k + 1}/{config.folds}", verbose)
+            train_member(member, f"fold {k + 1}/{config.folds}", verbose, callbacks)
             paths.append(path)
             io.write_json(run_dir.state, dict(members_finished=k + 1))  # `ablate` resumes by it
         runs = _finished(paths)
@@ -72,7 +75,7 @@ def fit_folds(config, run_dir, data, resume, verbose=2) -> Run:
         final = config.replace(folds=1, ensemble=1, refit=False, manifest=str(_all_rows(run_dir)),
                                val_manifest=None, val_fraction=0, run_dir=str(path), name=None,
                                overwrite=True)
-        train_member(final, "refit on all rows", verbose)
+        train_member(final, "refit on all rows", verbose, callbacks)
         _adopt(Run(path), runs, run_dir, scores)
     return Run(run_dir.path)
 

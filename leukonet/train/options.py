@@ -1,13 +1,15 @@
 """Checks of a run's options before any folder is made or image read (``_check_options``):
 a bad value, or flags that cannot go together, is a one-line error.
 
-May import: leukonet.config, leukonet.errors and leukonet.data; nothing from leukonet.train.
+May import: leukonet.config, leukonet.errors, leukonet.data and leukonet.models.user_backbone
+(and the preprocessing modes); nothing from leukonet.train.
 """
 from leukonet.config import parse_size
 from leukonet.errors import LeukonetError
 
 
 def _check_options(config):
+    _check_backbone(config)
     if config.lr_schedule not in ("plateau", "cosine"):
         raise LeukonetError(f"--lr-schedule {config.lr_schedule!r}: choose plateau or cosine")
     from leukonet.data.crop import check_fraction
@@ -50,3 +52,18 @@ def _check_options(config):
     if config.folds > 1 and config.ensemble not in (1, config.folds):
         raise LeukonetError(f"--folds {config.folds} with --ensemble {config.ensemble}: the fold "
                             "models are the ensemble; drop --ensemble")
+
+
+def _check_backbone(config):
+    from leukonet.models.user_backbone import is_file
+
+    mode = config.backbone_preprocessing
+    if mode is None:
+        return
+    if not is_file(config.backbone):
+        raise LeukonetError(f"--backbone-preprocessing {mode}: only for your own backbone "
+                            f"(a .keras file or a keras.Model); {config.backbone} brings its own")
+    from leukonet.models.preprocessing import MODES
+
+    if mode not in MODES:
+        raise LeukonetError(f"--backbone-preprocessing {mode!r}: choose one of {', '.join(MODES)}")

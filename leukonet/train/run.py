@@ -23,7 +23,9 @@ FILES = dict(config="config.json", model="model.keras", last="last.keras", histo
 
 
 def default_run_dir(config, root="runs"):
-    name = config.name or f"{config.backbone}-{config.head}-{time.strftime('%Y%m%d-%H%M%S')}"
+    from leukonet.models.user_backbone import label
+
+    name = config.name or f"{label(config.backbone)}-{config.head}-{time.strftime('%Y%m%d-%H%M%S')}"
     return Path(root) / name
 
 

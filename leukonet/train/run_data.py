@@ -3,8 +3,8 @@
 made absolute, the input size (``_resolve_size``), and a warning when training and
 validation share images or families.
 
-May import: numpy, pandas, leukonet.config, leukonet.errors, leukonet.data and
-leukonet.models.registry; nothing from leukonet.train.
+May import: numpy, pandas, leukonet.config, leukonet.errors, leukonet.data,
+leukonet.models.registry and leukonet.models.user_backbone; nothing from leukonet.train.
 """
 import logging
 from pathlib import Path
@@ -118,11 +118,14 @@ def _warn_overlap(train, val):
 
 def _resolve_size(config, data):
     from leukonet.models.registry import get_backbone
+    from leukonet.models.user_backbone import is_file
 
-    spec = get_backbone(config.backbone)
     size = parse_size(config.image_size)
     if size == "default":
-        return tuple(spec.default_size)
+        if is_file(config.backbone):  # fit settles it from your network's input (user_backbone)
+            raise LeukonetError("--image-size default: your own backbone has no default size; "
+                                "pass --image-size HxW")
+        return tuple(get_backbone(config.backbone).default_size)
     if size == "native":
         frame = pd.concat([data["train"].frame, data["val"].frame])
         sizes = frame.groupby(["height", "width"]).size()

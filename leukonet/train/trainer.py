@@ -4,9 +4,14 @@ data and input size; ``train_started`` opens the run folder and trains in it (tw
 fine-tuning, head-only training on cached features, resume after a kill); ``fit_one`` does
 both, for the members of an ensemble and the fold models of cross-validation.
 
+Your callbacks (``callbacks=[...]``: instances, handed down by fit, ensemble and folds) run
+after leukonet's with those stored in the config (``user_callbacks.for_model``); your
+backbone file is copied into a new run folder (``user_backbone.keep``).
+
 It knows nothing of ensembles or folds (``leukonet.train.fit`` dispatches to those).
 May import: the helper modules of leukonet.train (open_run, options, run_data, resume,
-loaders, keras_setup, results, run, callbacks, features); never fit, folds or ensemble.
+loaders, keras_setup, results, run, callbacks, features, user_callbacks) and
+leukonet.models.user_backbone; never fit, folds or ensemble.
 Training looks ``_callbacks`` up here: tests patch ``leukonet.train.trainer._callbacks``.
 """
 import logging
@@ -17,6 +22,8 @@ from leukonet import io
 from leukonet.compat import no_array_copy_warning
 from leukonet.config import FitConfig
 from leukonet.errors import LeukonetError
+from leukonet.models import user_backbone
+from leukonet.train import user_callbacks
 from leukonet.train.keras_setup import (_callbacks, _compile, _monitor, keras_verbose,
                                         set_backbone_trainable)
 from leukonet.train.loaders import (_class_weight, _clean_train_loader, _loaders,
@@ -48,7 +55,7 @@ def start(config, resume=None):
         run_dir = RunDir(resume)
         if not run_dir.config.is_file():
             raise LeukonetError(f"{resume}: nothing to resume (no config.json)")
-        config = FitConfig.read(run_dir.config)
+        config = user_backbone.resolve(FitConfig.read(run_dir.config), run_dir.path)
         if run_dir.metrics.is_file() and run_dir.model.is_file():
             owner = run_dir.lock_owner()
             if owner:
@@ -65,37 +72,40 @@ def start(config, resume=None):
     return Started(config, run_dir, data, _resolve_size(config, data))
 
 
-def train_started(started, resume, verbose=2) -> Run:
+def train_started(started, resume, verbose=2, callbacks=None) -> Run:
     """Train the one model of ``started`` (from ``start``) in its run folder, opened and
-    locked for it."""
+    locked for it; ``callbacks``: the user's instances."""
     config, run_dir, data, image_size = started
     if config.folds > 1 or config.ensemble > 1:
         raise ValueError("a config of several models: leukonet.train.fit.fit dispatches it")
     if resume is None:
         config = config.replace(image_size=list(image_size), run_dir=str(run_dir.path))
     with open_run_dir(run_dir, config.overwrite, resume is not None):
-        _fit_in(run_dir, config, data, image_size, resume, verbose)
+        _fit_in(run_dir, config, data, image_size, resume, verbose, callbacks)
     return Run(run_dir.path)
 
 
-def fit_one(config=None, resume=None, verbose=2) -> Run:
+def fit_one(config=None, resume=None, verbose=2, callbacks=None) -> Run:
     """Train one model from ``config`` (``--ensemble 1``, ``--folds 1``), or resume the run
     folder ``resume``; returns the Run."""
     started = start(config, resume)
-    return started if isinstance(started, Run) else train_started(started, resume, verbose)
+    return started if isinstance(started, Run) else train_started(started, resume, verbose,
+                                                                  callbacks)
 
 
-def _fit_in(run_dir, config, data, image_size, resume, verbose):
+def _fit_in(run_dir, config, data, image_size, resume, verbose, callbacks=None):
     """fit's work inside the opened run directory."""
     try:
         if resume is None:
-            io.write_json(run_dir.config, config.to_dict())
+            config, stored = user_backbone.keep(config, run_dir.path)  # your network, once
+            io.write_json(run_dir.config, stored.to_dict())
             io.write_json(run_dir.path / "classes.json", {"classes": data["classes"]})
             io.write_csv(run_dir.train_manifest, data["train"].frame)
             io.write_csv(run_dir.val_manifest, data["val"].frame)
         log.info("%s run %s: %d training / %d validation images, %d classes, %s at %dx%d",
                  "resuming" if resume else "starting", run_dir.path, len(data["train"]),
-                 len(data["val"]), len(data["classes"]), config.backbone, *image_size)
+                 len(data["val"]), len(data["classes"]), user_backbone.label(config.backbone),
+                 *image_size)
         _warn_overlap(data["train"], data["val"])
         unseen = sorted(set(data["classes"]) - set(data["val"].frame["label"]))
         if unseen and len(data["val"]):
@@ -107,7 +117,8 @@ def _fit_in(run_dir, config, data, image_size, resume, verbose):
         from leukonet.tf_only import released_train_graphs
 
         with released_train_graphs():  # else each in-process fit keeps its graphs (TF bug)
-            _train(config, run_dir, data, image_size, verbose)
+            _train(config, run_dir, data, image_size, verbose,
+                   user_callbacks.for_model(config.callbacks, callbacks))
     except KeyboardInterrupt:
         log.warning("interrupted; the last finished epoch is saved. Continue with: "
                     "leukonet fit --resume %s", run_dir.path)
@@ -117,7 +128,8 @@ def _fit_in(run_dir, config, data, image_size, resume, verbose):
         raise
 
 
-def _train(config, run_dir, data, image_size, verbose):
+def _train(config, run_dir, data, image_size, verbose, user=()):
+    """``user``: the user's callbacks, after leukonet's (and its NaN guard)."""
     import keras
 
     from leukonet.data.images import conversion_note, converted_files
@@ -138,7 +150,7 @@ def _train(config, run_dir, data, image_size, verbose):
     io.write_text(run_dir.summary, _summary(model, config, data, image_size))
     if config.cache_features:
         return _train_cached(config, run_dir, data, model, train, val, aux_classes, class_weight,
-                             verbose)
+                             verbose, user)
     state = run_dir.read_state()
     two_stage = config.freeze_epochs > 0 and not config.freeze_backbone
     stages = []
@@ -190,7 +202,7 @@ def _train(config, run_dir, data, image_size, verbose):
                       shuffle=False,
                       callbacks=_callbacks(config, run_dir, s["stage"], monitor,
                                            precise_bn=bn_loader, validated=val is not None,
-                                           resume_epoch=restored, clock=clock) + [guard],
+                                           resume_epoch=restored, clock=clock) + [guard, *user],
                       class_weight=class_weight, verbose=keras_verbose(verbose))
         if guard.fired:
             nan = True
@@ -220,7 +232,8 @@ def _train(config, run_dir, data, image_size, verbose):
     _final_metrics(run_dir, val, state, seconds, data, monitor)
 
 
-def _train_cached(config, run_dir, data, model, train, val, aux_classes, class_weight, verbose):
+def _train_cached(config, run_dir, data, model, train, val, aux_classes, class_weight, verbose,
+                  user=()):
     """Head-only training on cached backbone features (see train/features.py)."""
     from leukonet.train import features as F
     from leukonet.train.callbacks import NanGuard
@@ -262,7 +275,7 @@ def _train_cached(config, run_dir, data, model, train, val, aux_classes, class_w
                  callbacks=_callbacks(config, run_dir, 1,
                                       _monitor(config, validated=True, multitask=bool(aux_classes)),
                                       export=lambda h: F.copy_head(h, model),
-                                      resume_epoch=train_f.epoch, clock=clock) + [guard],
+                                      resume_epoch=train_f.epoch, clock=clock) + [guard, *user],
                  class_weight=class_weight)
     state = run_dir.read_state()
     if guard.fired:
