@@ -181,7 +181,7 @@ def _start_config(args):
 
 
 _NOT_CONFIG = {"func", "command", "demo", "resume", "config", "preset", "grid", "zip", "out", "dry_run",
-               "test_manifest", "overwrite_ablation"}
+               "test_manifest", "overwrite_ablation", "quiet", "verbose"}  # -q/-v: the console
 
 
 def _overrides(args):
