@@ -9,6 +9,7 @@ when a user asks for ``--strategy`` other than ``default``, Grad-CAM on the Tens
 backend, or a SavedModel/TFLite export.
 """
 import contextlib
+import warnings
 
 import keras
 
@@ -167,7 +168,9 @@ def tflite_predict(path, x):
     import numpy as np
     import tensorflow as tf
 
-    interpreter = tf.lite.Interpreter(model_path=str(path))
+    with warnings.catch_warnings():  # its move to ai_edge_litert: not the user's concern
+        warnings.filterwarnings("ignore", message=".*tf.lite.Interpreter is deprecated")
+        interpreter = tf.lite.Interpreter(model_path=str(path))
     inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()
     interpreter.resize_tensor_input(inp["index"], x.shape)
     interpreter.allocate_tensors()

@@ -5,6 +5,7 @@ onnx (Keras' exporter; needs the ``tf2onnx`` and ``onnx`` packages).
 """
 import importlib.util
 import shutil
+import warnings
 from pathlib import Path
 
 from leukonet import io
@@ -46,6 +47,8 @@ def export(run, fmt, out=None):
         if missing:
             raise LeukonetError(f"--format onnx needs the package(s) {', '.join(missing)}: "
                                 f"pip install {' '.join(missing)}")
-        with io.atomic_path(out) as tmp:
+        with io.atomic_path(out) as tmp, warnings.catch_warnings():
+            # Keras' tf2onnx shim probes numpy for np.object (a FutureWarning on numpy 2)
+            warnings.filterwarnings("ignore", message=".*np.object", category=FutureWarning)
             model.export(str(tmp), format="onnx", verbose=False)
     return out

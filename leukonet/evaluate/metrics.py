@@ -1,4 +1,6 @@
 """Classification metrics from true labels and predicted probabilities (scikit-learn)."""
+import warnings
+
 import numpy as np
 import pandas as pd
 from sklearn import metrics as skm
@@ -25,6 +27,14 @@ def expected_calibration_error(y_true, proba, bins=15):
     return float(ece), pd.DataFrame(rows)
 
 
+def _balanced_accuracy(y_true, y_pred):
+    # scikit-learn warns when a predicted class has no image here; the evaluation says so
+    # itself (metrics "note": classes absent from it)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="y_pred contains classes not in y_true")
+        return float(skm.balanced_accuracy_score(y_true, y_pred))
+
+
 def classification_metrics(y_true, proba, classes):
     """Everything `leukonet evaluate` reports, as plain JSON-able values plus tables."""
     y_true = np.asarray(y_true)
@@ -48,7 +58,7 @@ def classification_metrics(y_true, proba, classes):
     out = dict(
         images=int(len(y_true)),
         accuracy=float(skm.accuracy_score(y_true, y_pred)),
-        balanced_accuracy=float(skm.balanced_accuracy_score(y_true, y_pred)),
+        balanced_accuracy=_balanced_accuracy(y_true, y_pred),
         macro_f1=float(skm.f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
         top2_accuracy=float(skm.top_k_accuracy_score(y_true, proba, k=min(2, len(classes)), labels=labels))
         if len(classes) > 2 else float(skm.accuracy_score(y_true, y_pred)),

@@ -14,6 +14,7 @@ loaders, keras_setup, results, run, callbacks, features, user_callbacks) and
 leukonet.models.user_backbone; never fit, folds or ensemble.
 Training looks ``_callbacks`` up here: tests patch ``leukonet.train.trainer._callbacks``.
 """
+import contextlib
 import logging
 import time
 from typing import NamedTuple
@@ -197,13 +198,13 @@ def _train(config, run_dir, data, image_size, verbose, user=()):
         # shuffle=False: the loader shuffles its rows from (seed, epoch) itself; Keras' own
         # shuffle of the batch order draws on Python's global `random`, whose state a resumed
         # process does not have (a resumed run trained on the batches in another order).
-        with loader_errors(train, val, bn_loader), no_array_copy_warning():
+        callbacks = _callbacks(config, run_dir, s["stage"], monitor, precise_bn=bn_loader,
+                               validated=val is not None, resume_epoch=restored,
+                               clock=clock) + [guard, *user]
+        with loader_errors(train, val, bn_loader), no_array_copy_warning(), _files_closed(callbacks):
             model.fit(train, validation_data=val, epochs=s["epochs"], initial_epoch=initial_epoch,
-                      shuffle=False,
-                      callbacks=_callbacks(config, run_dir, s["stage"], monitor,
-                                           precise_bn=bn_loader, validated=val is not None,
-                                           resume_epoch=restored, clock=clock) + [guard, *user],
-                      class_weight=class_weight, verbose=keras_verbose(verbose))
+                      shuffle=False, callbacks=callbacks, class_weight=class_weight,
+                      verbose=keras_verbose(verbose))
         if guard.fired:
             nan = True
             break
@@ -263,26 +264,41 @@ def _train_cached(config, run_dir, data, model, train, val, aux_classes, class_w
     _compile(head, config, config.lr, aux_classes, decay_steps=config.epochs * len(train_f),
              steps_per_execution=min(F.STEPS_PER_EXECUTION, len(train_f)))
     _compile(model, config, config.lr, aux_classes)  # saved compiled, like the normal path
+    # its optimizer holds its variables, as a trained model's does: a checkpoint that
+    # holds fewer would not load them back (Keras warns "Skipping variable loading")
+    model.optimizer.build(model.trainable_variables)
     val_f = F.FeatureLoader(val_paths, val._targets, len(val.paths), config.batch_size)
     # a resumed run reads the view and order that the epoch it resumes at would have read
     train_f.epoch = _restored_epoch(run_dir, 1, 0)
     _trim_history(run_dir, train_f.epoch)
     guard = NanGuard()
-    with no_array_copy_warning():
+    callbacks = _callbacks(config, run_dir, 1,
+                           _monitor(config, validated=True, multitask=bool(aux_classes)),
+                           export=lambda h: F.copy_head(h, model), resume_epoch=train_f.epoch,
+                           clock=clock) + [guard, *user]
+    with no_array_copy_warning(), _files_closed(callbacks):
         head.fit(F.keras_input(train_f), validation_data=F.keras_input(val_f), epochs=config.epochs,
                  shuffle=False,  # the feature loader shuffles from (seed, epoch): see _train
-                 verbose=keras_verbose(verbose),
-                 callbacks=_callbacks(config, run_dir, 1,
-                                      _monitor(config, validated=True, multitask=bool(aux_classes)),
-                                      export=lambda h: F.copy_head(h, model),
-                                      resume_epoch=train_f.epoch, clock=clock) + [guard, *user],
-                 class_weight=class_weight)
+                 verbose=keras_verbose(verbose), callbacks=callbacks, class_weight=class_weight)
     state = run_dir.read_state()
     if guard.fired:
         raise LeukonetError(f"loss became NaN; training stopped (best checkpoint: epoch "
                             f"{state.get('best_epoch')}); lower --lr")
     _final_metrics(run_dir, val, state, clock(), data,
                    _monitor(config, validated=True, multitask=bool(aux_classes)))
+
+
+@contextlib.contextmanager
+def _files_closed(callbacks):
+    """Keras' CSVLogger closes history.csv at the end of training only: an error mid-fit
+    (a bad image, a user callback, Ctrl-C) would leave it open until garbage collection."""
+    try:
+        yield
+    finally:
+        for callback in callbacks:
+            f = getattr(callback, "csv_file", None)
+            if f is not None and not f.closed:
+                f.close()
 
 
 def _copy_weights(path, model):

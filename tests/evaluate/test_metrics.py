@@ -33,7 +33,7 @@ def test_metrics_equal_scikit_learn(fixture):
     assert m["roc_auc_ovr"]["macro"] == pytest.approx(skm.roc_auc_score(y, proba, multi_class="ovr"))
     assert tables["confusion"].to_numpy().sum() == len(y)
     np.testing.assert_array_equal(tables["confusion"].to_numpy(), skm.confusion_matrix(y, pred))
-    np.testing.assert_allclose(tables["confusion_normalised"].sum(1), 1.0)
+    np.testing.assert_allclose(tables["confusion_normalised"].sum(axis=1), 1.0)
 
 
 def test_missing_class_is_noted(fixture):

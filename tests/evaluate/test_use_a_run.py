@@ -102,7 +102,7 @@ def test_predict_differential_count_matches_the_csv(run, tmp_path, capsys):
     for label, row in counts.drop(index=["total", "out of domain"], errors="ignore").iterrows():
         assert row["count"] == (predicted.loc[~flagged, "predicted"] == label).sum()
     prob_cols = [c for c in table.columns if c.startswith("p_")]
-    np.testing.assert_allclose(predicted[prob_cols].astype(float).sum(1), 1.0, rtol=1e-4)
+    np.testing.assert_allclose(predicted[prob_cols].astype(float).sum(axis=1), 1.0, rtol=1e-4)
     assert "differential count" in capsys.readouterr().out
 
 

@@ -7,6 +7,10 @@ from leukonet.errors import LeukonetError
 from leukonet.models.build import BACKBONE_LAYER, build_model
 from leukonet.train.run import load_model
 
+# These tests call Keras on TensorFlow tensors directly (predict, save, convert_to_numpy);
+# TensorFlow's __array__ lacks NumPy 2's copy keyword (leukonet/compat.py says more)
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+
 SIZE = (32, 40)
 
 

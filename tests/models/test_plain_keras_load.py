@@ -5,10 +5,15 @@ import sys
 
 import keras
 import numpy as np
+import pytest
 
 from leukonet.config import FitConfig
 from leukonet.models.build import build_model
 from leukonet.models.ensemble import build_ensemble_model
+
+# These tests call Keras on TensorFlow tensors directly (predict, save, convert_to_numpy);
+# TensorFlow's __array__ lacks NumPy 2's copy keyword (leukonet/compat.py says more)
+pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 
 def _models(tmp_path):
