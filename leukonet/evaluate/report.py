@@ -127,6 +127,12 @@ def report(run, out=None, gradcam_images=GRADCAM_PER_CLASS):
             side.append(_png(d / "confusion.png"))
         summary.append('<div class="side">' + "".join(f"<div>{s}</div>" for s in side) + "</div>")
         summary += [_headline(n, mm) for n, _, mm in evals[1:]]
+    elif (path / "card.json").is_file() and "test_accuracy" in _card_metrics(path):
+        m = _card_metrics(path)  # shipped weights: the test result their card records
+        lo, hi = m.get("test_ci95_over_families", [float("nan")] * 2)
+        summary.append(f'<p class="headline">test (from its model card): accuracy <b>'
+                       f'{m["test_accuracy"]:.1%}</b> (95 % interval over families: {lo:.1%} to '
+                       f'{hi:.1%}), {m.get("test_images", "?")} images</p>' + none)
     elif run.metrics.get("val_accuracy") is not None:
         summary.append(f'<p class="headline">validation accuracy <b>{run.metrics["val_accuracy"]:.1%}'
                        f"</b></p>" + none)
@@ -161,6 +167,10 @@ def report(run, out=None, gradcam_images=GRADCAM_PER_CLASS):
     out = Path(out) if out else Path(run.out_dir) / "report.html"
     io.write_text(out, page)
     return out
+
+
+def _card_metrics(path):
+    return json.loads((path / "card.json").read_text(encoding="utf-8")).get("metrics", {})
 
 
 def _explain(run, files):

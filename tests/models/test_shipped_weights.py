@@ -153,3 +153,14 @@ def test_classes_the_shipped_model_does_not_know_are_one_line(shipped, tmp_path,
         code = main(["evaluate", "testnet", "--manifest", manifest, "--data-root", str(root)])
         err = capsys.readouterr().err
         assert code == 2 and err.count("\n") == 1 and "unknown to the model" in err and fix in err
+
+
+def test_report_of_shipped_weights_leads_with_their_cards_test_result(tmp_path, monkeypatch):
+    """Before any evaluation here, the page's headline is the test result the card records."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "pbc"]) == 0
+    page = (tmp_path / "pbc" / "report.html").read_text()
+    card = leukonet.load_run("pbc").path / "card.json"
+    test = json.loads(card.read_text())["metrics"]["test_accuracy"]
+    summary = page[page.index("<h2>Summary</h2>"):page.index("<h2>Data</h2>")]
+    assert f"accuracy <b>{test:.1%}</b>" in summary and "interval over families" in summary
