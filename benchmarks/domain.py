@@ -29,17 +29,6 @@ PBC_MANIFESTS = REPO / "data_manifests" / "pbc"
 BC_MANIFESTS = REPO / "data_manifests" / "blood-cells"
 
 
-def outputs(run, frame, root):
-    """(rows kept, probabilities, features) of ``frame``'s images for ``run``."""
-    from leukonet.evaluate import domain as D
-    from leukonet.evaluate.predict import predict_loader, run_loader
-
-    model = D.with_features(run.model)
-    loader = run_loader(run.config, frame.assign(label_index=0), len(run.classes), root, workers=2)
-    rows, out = predict_loader(model, loader)
-    return rows, out["cell_type"], out[D.FEATURES]
-
-
 def auroc(in_scores, out_scores):
     """How well a score (higher: more unusual) separates the two sets."""
     from sklearn.metrics import roc_auc_score
@@ -51,12 +40,14 @@ def auroc(in_scores, out_scores):
 def measure(name, run, val, tests, root_of):
     """One model: thresholds from ``val``; flags and accuracies on each test set."""
     domain = run.domain
-    _, val_p, _ = outputs(run, val, root_of["own"])
+    from leukonet.evaluate.domain import outputs_of
+
+    _, val_p, _ = outputs_of(run, val, root_of["own"], workers=2)
     msp_threshold = float(np.quantile(val_p.max(axis=1), 0.05))  # 95 % of validation pass
     classes = {c.lower(): i for i, c in enumerate(run.classes)}
     rows, scored = [], {}
     for test_name, (frame, root) in tests.items():
-        kept, p, f = outputs(run, frame, root)
+        kept, p, f = outputs_of(run, frame, root, workers=2)
         maha, maha_flag = domain.flag(f)
         msp = p.max(axis=1)
         msp_flag = msp < msp_threshold

@@ -107,7 +107,7 @@ def evaluate(args):
         print(f"{f['families']} families (augmented copies of one cell count once): mean accuracy "
               f"per family {f['family_mean_accuracy']:.4f}, {f['families_mostly_wrong']} mostly wrong"
               + (f"; accuracy 95 % interval over families {ci[0]:.4f}-{ci[1]:.4f}" if ci else ""))
-    _domain_lines(m.get("domain"), args.run, ev_run_has_domain=("domain" in m))
+    _domain_lines(m.get("domain"), args.run)
     if m.get("note"):
         print("note: " + m["note"])
     if m["unreadable"]:
@@ -116,11 +116,12 @@ def evaluate(args):
     return 0
 
 
-def _domain_lines(d, name, ev_run_has_domain=True):
-    """The out-of-domain check's lines for evaluate."""
+def _domain_lines(d, name):
+    """The out-of-domain check's lines for evaluate (``d``: metrics.json "domain", None
+    for a model without a description)."""
     from leukonet.evaluate import domain as D
 
-    if not ev_run_has_domain:
+    if d is None:
         print(D.unavailable_line(name), file=sys.stderr)
         return
     acc = ", ".join(f"accuracy {what} {d[key]:.4f}" for what, key in
@@ -188,9 +189,8 @@ def predict(args):
 def _predict_domain_lines(table, run, name):
     """One warning line when images are out of domain (and the model card's scope when most
     are); one note when the model has no description to check against."""
-    import json
-
     from leukonet.evaluate import domain as D
+    from leukonet.models import weights
 
     if "out_of_domain" not in table:
         print(D.unavailable_line(name), file=sys.stderr)
@@ -200,9 +200,8 @@ def _predict_domain_lines(table, run, name):
     if not flagged:
         return
     print(D.warning_line(flagged, len(readable), name), file=sys.stderr)
-    card = Path(run.path) / "card.json" if run is not None else None
-    if flagged > len(readable) / 2 and card is not None and card.is_file():
-        scope = json.loads(card.read_text(encoding="utf-8")).get("scope")
+    if flagged > len(readable) / 2 and run is not None and run.shipped:
+        scope = weights.card(run.shipped).get("scope")  # what the shipped model was made for
         if scope:
             print(f"{name}: {scope}", file=sys.stderr)
 
@@ -225,16 +224,13 @@ def explain(args):
     fig = _run(args.run).explain(args.images, out_dir=args.output, max_pixels=args.max_pixels)
     for path, reason in fig.leukonet_bad.items():
         print(f"skipped {path}: {reason}", file=sys.stderr)
+    from leukonet.evaluate import domain as D
+
     flagged = fig.leukonet_out_of_domain
     if flagged is None:
-        from leukonet.evaluate import domain as D
-
         print(D.unavailable_line(args.run), file=sys.stderr)
     elif flagged:
-        from leukonet.evaluate import domain as D
-
-        print(D.warning_line(len(flagged), fig.leukonet_explained, args.run),
-              file=sys.stderr)
+        print(D.warning_line(len(flagged), fig.leukonet_explained, args.run), file=sys.stderr)
     print(f"wrote {len(fig.leukonet_written)} Grad-CAM image(s) to {args.output}")
     return 0
 

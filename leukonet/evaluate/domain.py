@@ -99,10 +99,6 @@ def with_features(model):
     (dict outputs: ``predict_loader`` returns one array per output). For an ensemble, the
     features of its members side by side. None when they cannot be reached. Each new model
     traces its predict function anew: keep one per model (``Run.featured_model`` does)."""
-    return _with_features(model)
-
-
-def _with_features(model):
     import keras
 
     from leukonet.models.build import OUTPUT
@@ -133,8 +129,18 @@ def _sample(frame, n, seed=0):
     return keep.sort_index()
 
 
-def features_of(run, frame, data_root):
-    """(rows kept, penultimate features) of ``frame``'s readable images for ``run``."""
+def featured_for(model, domain, featured=None):
+    """The model to predict with when checking against ``domain``: ``featured`` (the
+    caller's ``with_features`` twin, kept across calls) or a new one; None without a
+    domain (plain prediction)."""
+    if domain is None:
+        return None
+    return featured if featured is not None else with_features(model)
+
+
+def outputs_of(run, frame, data_root, workers=1):
+    """(rows kept, class probabilities, penultimate features) of ``frame``'s readable
+    images for ``run``."""
     from leukonet.evaluate.predict import predict_loader, run_loader
 
     model = run.featured_model
@@ -142,9 +148,9 @@ def features_of(run, frame, data_root):
         raise LeukonetError(f"{run.path}: the domain check does not support this model yet "
                             "(an ensemble whose members read images differently)")
     loader = run_loader(run.config, frame.assign(label_index=0), len(run.classes), data_root,
-                        workers=1)
+                        workers=workers)
     rows, out = predict_loader(model, loader)
-    return rows, out[FEATURES]
+    return rows, out["cell_type"], out[FEATURES]
 
 
 def describe_run(run, data_root=None, train_manifest=None, val_manifest=None) -> Domain:
@@ -170,8 +176,8 @@ def describe_run(run, data_root=None, train_manifest=None, val_manifest=None) ->
     train, val = _sample(read(train_csv), MAX_TRAIN), read(val_csv)
     if not len(val):
         raise LeukonetError(f"{val_csv}: no validation images to set the threshold on")
-    rows, train_f = features_of(run, train.reset_index(drop=True), root)
-    _, val_f = features_of(run, val.reset_index(drop=True), root)
+    rows, _, train_f = outputs_of(run, train.reset_index(drop=True), root)
+    _, _, val_f = outputs_of(run, val.reset_index(drop=True), root)
     labels = train.reset_index(drop=True)["label"].to_numpy()[rows]
     domain = fit_domain(train_f, labels, val_f, info=dict(
         train_manifest=str(train_csv), val_manifest=str(val_csv)))

@@ -59,8 +59,8 @@ def evaluate(run, manifest, data_root, tta=0, batch_size=None, figures=True, out
     if not Path(data_root).is_dir():
         raise LeukonetError(f"--data-root {data_root}: no such folder")
     loader = run_loader(config, frame, len(classes), data_root, batch_size, workers=1)
-    domain = getattr(run, "domain", None)
-    featured = getattr(run, "featured_model", None) if domain is not None else None
+    domain = run.domain
+    featured = run.featured_model if domain is not None else None
     rows, proba = predict_loader(featured or run.model, loader, tta=tta)
     aux, flags = None, None
     if isinstance(proba, dict):

@@ -26,9 +26,7 @@ def explain(model, classes, views, images, out_dir=None, max_pixels=None, domain
     loader = loader_for(views, frame, root, batch_size=8, skip_bad_images=True, workers=1,
                         max_pixels=max_pixels or DEFAULT_MAX_PIXELS)
     cam = gradcam_for(model)
-    if domain is not None and featured is None:
-        featured = D.with_features(model)
-    featured = featured if domain is not None else None
+    featured = D.featured_for(model, domain, featured)
     pics, caps, written, flagged = [], [], [], []
     for b in range(len(loader)):
         x, rows = loader.load_batch(b)
@@ -36,11 +34,8 @@ def explain(model, classes, views, images, out_dir=None, max_pixels=None, domain
             continue
         maps, probs = cam(x)
         out = None
-        if featured is not None:
-            import keras
-
-            features = featured.predict_on_batch(x.astype(np.float32))[D.FEATURES]
-            out = domain.flag(keras.ops.convert_to_numpy(features))[1]
+        if featured is not None:  # predict_on_batch gives NumPy arrays
+            out = domain.flag(featured.predict_on_batch(x.astype(np.float32))[D.FEATURES])[1]
         for k, i in enumerate(rows):
             label = classes[int(probs[k].argmax())]
             blended = overlay(x[k], maps[k])

@@ -179,9 +179,7 @@ def predict_with(model, classes, views, images=None, manifest=None, data_root=No
     loader = loader_for(views, frame, root, batch_size, num_classes=len(classes),
                         skip_bad_images=True, workers=1,
                         max_pixels=max_pixels or image_io.DEFAULT_MAX_PIXELS)
-    if domain is not None and featured is None:
-        featured = D.with_features(model)  # `featured`: the same, made once by the caller
-    featured = featured if domain is not None else None
+    featured = D.featured_for(model, domain, featured)
     rows, proba = predict_loader(featured or model, loader, tta=tta)
     flags = None
     if isinstance(proba, dict):

@@ -85,8 +85,9 @@ def _model_line(run):
             f"input {size}{crop}, initial weights {html.escape(str(c.weights))}{trained}.</p>")
 
 
-def _data(run, path):
-    """(summary line, Data section, validation manifest or None)."""
+def _data(run, path, card):
+    """(summary line, Data section, validation manifest or None); ``card``: the model card
+    of shipped weights, else None."""
     from leukonet.data.audit import audit
     from leukonet.data.manifest import Manifest
 
@@ -103,8 +104,7 @@ def _data(run, path):
                 f"<code>{html.escape(str(run.config.manifest))}</code>, {len(val)} validation "
                 f"images{fams(val)}; {len(counts)} classes.</p>")
         return line, _table(counts) + f'<p class="verdict">Leakage audit: {html.escape(verdict)}</p>', val
-    if (path / "card.json").is_file():  # shipped weights: their card says what they saw
-        card = json.loads((path / "card.json").read_text(encoding="utf-8"))
+    if card is not None:
         rows = "".join(f"<li>{html.escape(f'{k}: {v}')}</li>" for k, v in card.get("data", {}).items())
         scope = html.escape(card.get("scope", ""))
         return f"<p>Data: {scope}</p>", f"<p>{scope}</p><ul>{rows}</ul>", None
@@ -114,7 +114,10 @@ def _data(run, path):
 def report(run, out=None, gradcam_images=GRADCAM_PER_CLASS):
     """Write the run's report page; ``gradcam_images``: Grad-CAM images per class."""
     path = Path(run.path)
-    data_line, data_html, val = _data(run, path)
+    # shipped weights: their card says what they saw and how they scored
+    card = (json.loads((path / "card.json").read_text(encoding="utf-8"))
+            if (path / "card.json").is_file() else None)
+    data_line, data_html, val = _data(run, path, card)
     evals = _evaluations(run)
     none = ("<p>no evaluation yet: run <code>leukonet evaluate RUN --manifest test.csv "
             "--data-root DIR</code></p>")
@@ -127,8 +130,8 @@ def report(run, out=None, gradcam_images=GRADCAM_PER_CLASS):
             side.append(_png(d / "confusion.png"))
         summary.append('<div class="side">' + "".join(f"<div>{s}</div>" for s in side) + "</div>")
         summary += [_headline(n, mm) for n, _, mm in evals[1:]]
-    elif (path / "card.json").is_file() and "test_accuracy" in _card_metrics(path):
-        m = _card_metrics(path)  # shipped weights: the test result their card records
+    elif card is not None and "test_accuracy" in card.get("metrics", {}):
+        m = card["metrics"]
         lo, hi = m.get("test_ci95_over_families", [float("nan")] * 2)
         summary.append(f'<p class="headline">test (from its model card): accuracy <b>'
                        f'{m["test_accuracy"]:.1%}</b> (95 % interval over families: {lo:.1%} to '
@@ -169,13 +172,10 @@ def report(run, out=None, gradcam_images=GRADCAM_PER_CLASS):
     return out
 
 
-def _card_metrics(path):
-    return json.loads((path / "card.json").read_text(encoding="utf-8")).get("metrics", {})
-
-
-def _explain(run, files):
+def _explain(run, files, caption):
+    """``caption`` and the Grad-CAM figure, or why there is none."""
     try:
-        return _img(run.explain(files))  # the run's own input size and nucleus crop
+        return f"<p>{caption}</p>" + _img(run.explain(files))  # the run's input size and crop
     except LeukonetError as e:  # an ensemble whose members read images differently
         return f"<p>{html.escape(str(e))}</p>"
 
@@ -190,9 +190,7 @@ def _gradcam_by_class(run, val, per_class):
     files = [f for f in files if f.is_file()]
     if not files:
         return f"<p>validation images not found under {html.escape(str(root))}</p>"
-    shown = _explain(run, files)
-    return (f"<p>{per_class} validation image(s) of every class.</p>" + shown
-            if shown.startswith("<img") else shown)
+    return _explain(run, files, f"{per_class} validation image(s) of every class.")
 
 
 def _top_losses(run, name, d, m):
@@ -214,5 +212,5 @@ def _top_losses(run, name, d, m):
     root = Path(m.get("data_root") or run.config.data_root or "")
     files = [root / p for p in worst["path"] if (root / p).is_file()]
     if files:
-        out += "<p>Grad-CAM of the top losses:</p>" + _explain(run, files)
+        out += _explain(run, files, "Grad-CAM of the top losses:")
     return out

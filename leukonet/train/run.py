@@ -175,8 +175,7 @@ class Run:
         return predict_with(self.model, self.classes, run_views(self.config), images=images,
                             manifest=manifest, data_root=data_root, tta=tta,
                             min_confidence=min_confidence, max_pixels=max_pixels,
-                            domain=self.domain,
-                            featured=self.featured_model if self.domain is not None else None)
+                            domain=self.domain, featured=self._featured_if_checked())
 
     @property
     def featured_model(self):
@@ -188,20 +187,26 @@ class Run:
             self._featured = with_features(self.model)
         return self._featured
 
+    def _featured_if_checked(self):
+        return self.featured_model if self.domain is not None else None
+
     @property
     def domain(self):
         """The description of the training images in feature space (``domain.npz``) that
         the out-of-domain check compares with, or None (a run made before it existed:
-        ``calibrate()`` adds it)."""
-        from leukonet.evaluate.domain import Domain
+        ``calibrate()`` adds it). Read once per Run, like the model."""
+        if not hasattr(self, "_domain"):
+            from leukonet.evaluate.domain import Domain
 
-        return Domain.load(self.path)
+            self._domain = Domain.load(self.path)
+        return self._domain
 
     def calibrate(self, data_root=None, train_manifest=None, val_manifest=None):
         """Compute and store ``domain.npz`` from the run's training and validation images."""
         from leukonet.evaluate.domain import describe_run
 
-        return describe_run(self, data_root, train_manifest, val_manifest)
+        self._domain = describe_run(self, data_root, train_manifest, val_manifest)
+        return self._domain
 
     def explain(self, images, out_dir=None, max_pixels=None):
         """Grad-CAM overlays; returns the figure (and writes PNGs to out_dir if given)."""
@@ -211,7 +216,7 @@ class Run:
 
         return explain(self.model, self.classes, run_views(self.config), images, out_dir,
                        max_pixels=max_pixels, domain=self.domain,
-                       featured=self.featured_model if self.domain is not None else None)
+                       featured=self._featured_if_checked())
 
     def export(self, format="keras", out=None):
         from leukonet.evaluate.export import export
