@@ -2,6 +2,7 @@
 progress callbacks that reach their end."""
 import argparse
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from leukonet.cli import build_parser
 
 SAMPLE = Path(__file__).resolve().parents[1] / "leukonet" / "data" / "sample_blood_cells"
 LEUKONET = Path(sys.executable).with_name("leukonet")
+LOOSE_NATIVE = re.compile(r"^[IWEF]\d{4} |absl::")
 
 
 def test_native_log_lines_recognised():
@@ -92,7 +94,8 @@ def test_no_tensorflow_native_log_on_the_console(tmp_path):
                           capture_output=True, text=True, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     lines = done.stderr.splitlines()
-    assert not [x for x in lines if console.is_native_log(x.encode())], done.stderr
+    # checked with a looser pattern than the filter's own, so a changed log format shows
+    assert not [x for x in lines if LOOSE_NATIVE.match(x)], done.stderr
     assert (tmp_path / "p.csv").is_file() and "wrote" in done.stdout
     loud = subprocess.run([str(LEUKONET), "predict", "pbc", str(image), "-o", str(tmp_path / "q.csv"),
                            "-v"], capture_output=True, text=True, env=env, cwd=tmp_path)
